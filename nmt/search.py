@@ -1,0 +1,297 @@
+"""Greedy and beam search, written once in numpy against the engine interface (`nmt.engine`).
+
+`BatchSearch` holds the rows of many independent requests, each with its own options, and advances
+all of them by one decoder step at a time. Requests can be added and removed between steps, so the
+same object serves a plain loop (`translate_batch`: training validation, evaluation, export checks)
+and the service's continuous-batching scheduler.
+
+Beam search follows the usual recipe (e.g. fairseq, Joey NMT): every live hypothesis proposes its
+best K+1 tokens; per request the candidates are ranked by total log-probability; an end-of-sentence
+among the top K candidates finishes a hypothesis, the best K others stay alive. A request is done
+when it has K finished hypotheses or its hypotheses reach the maximum length. Greedy search is the
+case K = 1. The bookkeeping is vectorised over all rows of all requests: no per-sentence loop runs
+except for hypotheses that finish.
+
+Hypotheses are ranked by ``log_prob / lp(length)`` with the GNMT length penalty
+``lp = ((5 + length) / 6) ** alpha`` (Wu et al. 2016, eq. 14), length counting the end-of-sentence.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nmt.engine import SOURCE_KEYS, Engine, State, merge, reorder, trim_source
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Decoding options of one request. ``beam_size`` 1 is greedy search."""
+
+    beam_size: int = 1
+    num_hypotheses: int = 1
+    length_penalty: float = 1.0
+    min_length: int = 0
+    max_length: int = 100
+    return_attention: bool = False
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+        if not 1 <= self.num_hypotheses <= self.beam_size:
+            raise ValueError(
+                f"num_hypotheses must be between 1 and beam_size ({self.beam_size}), "
+                f"got {self.num_hypotheses}"
+            )
+        if self.max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {self.max_length}")
+        if not 0 <= self.min_length <= self.max_length:
+            raise ValueError(f"min_length must be between 0 and max_length, got {self.min_length}")
+
+
+@dataclass
+class Hypothesis:
+    token_ids: list[int]  # without the end-of-sentence
+    score: float  # log_prob / length penalty: what hypotheses are ranked by
+    log_prob: float  # sum of token log-probabilities (end-of-sentence included when emitted)
+    attention: np.ndarray | None = None  # (len(token_ids), source length), rows sum to 1
+
+
+@dataclass(eq=False)
+class SearchRequest:
+    """One source sentence being decoded; `hypotheses` is filled when it finishes."""
+
+    src_length: int
+    options: SearchOptions = field(default_factory=SearchOptions)
+    hypotheses: list[Hypothesis] = field(default_factory=list)
+    done: bool = False
+    steps: int = 0
+
+
+def length_penalty(length: np.ndarray | int, alpha: np.ndarray | float) -> np.ndarray:
+    return ((5.0 + np.asarray(length, dtype=np.float64)) / 6.0) ** np.asarray(alpha)
+
+
+class BatchSearch:
+    """All live hypotheses of all requests, one row each, grouped by request (in admission order)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.eos = engine.eos_id
+        self._slots = itertools.count()
+        self.requests: dict[int, SearchRequest] = {}
+        self.state: State = {}
+        # Per row: request slot, last token, total log-prob, generated length, token history
+        # (right-aligned: a row's tokens are the last `length` columns) and attention history.
+        self.row_slot = np.zeros(0, np.int64)
+        self.row_last = np.zeros(0, np.int64)
+        self.row_score = np.zeros(0, np.float64)
+        self.row_len = np.zeros(0, np.int64)
+        self.history = np.zeros((0, 0), np.int64)
+        self.attn_history = np.zeros((0, 0, 0), np.float32)
+        # Per slot options, looked up by row through row_slot.
+        self._beam = np.zeros(0, np.int64)
+        self._min_len = np.zeros(0, np.int64)
+        self._max_len = np.zeros(0, np.int64)
+        self._alpha = np.zeros(0, np.float64)
+        self._attn = np.zeros(0, bool)
+        self._finished: dict[int, list[Hypothesis]] = {}
+
+    def __len__(self) -> int:
+        """Rows in flight (live hypotheses)."""
+        return len(self.row_slot)
+
+    @property
+    def active(self) -> list[SearchRequest]:
+        return list(self.requests.values())
+
+    def add(self, requests: list[SearchRequest], state: State) -> None:
+        """Admit requests whose sources `state` encodes (one row each, in the same order)."""
+        if not requests:
+            return
+        slots = np.array([next(self._slots) for _ in requests], np.int64)
+        for slot, request in zip(slots.tolist(), requests):
+            self.requests[slot] = request
+            self._finished[slot] = []
+        grow = int(slots[-1]) + 1 - len(self._beam)
+        if grow > 0:
+            self._beam = np.concatenate([self._beam, np.zeros(grow, np.int64)])
+            self._min_len = np.concatenate([self._min_len, np.zeros(grow, np.int64)])
+            self._max_len = np.concatenate([self._max_len, np.zeros(grow, np.int64)])
+            self._alpha = np.concatenate([self._alpha, np.zeros(grow)])
+            self._attn = np.concatenate([self._attn, np.zeros(grow, bool)])
+        for slot, request in zip(slots.tolist(), requests):
+            o = request.options
+            self._beam[slot], self._min_len[slot], self._max_len[slot] = (
+                o.beam_size, o.min_length, o.max_length)
+            self._alpha[slot], self._attn[slot] = o.length_penalty, o.return_attention
+        n = len(requests)
+        self.state = merge([self.state, state])
+        self.row_slot = np.concatenate([self.row_slot, slots])
+        self.row_last = np.concatenate([self.row_last, np.full(n, self.engine.bos_id, np.int64)])
+        self.row_score = np.concatenate([self.row_score, np.zeros(n)])
+        self.row_len = np.concatenate([self.row_len, np.zeros(n, np.int64)])
+        width = self.history.shape[1]
+        self.history = np.concatenate([self.history, np.zeros((n, width), np.int64)])
+        src = self.state["mask"].shape[1]
+        old = self.attn_history
+        attn = np.zeros((len(self.row_slot), width, src), np.float32)
+        attn[: len(old), :, : old.shape[2]] = old
+        self.attn_history = attn
+
+    def remove(self, requests: list[SearchRequest]) -> None:
+        """Drop requests (cancelled, deadline passed) together with all their rows."""
+        gone = {slot for slot, r in self.requests.items() if any(r is q for q in requests)}
+        if not gone:
+            return
+        for slot in gone:
+            del self.requests[slot]
+            del self._finished[slot]
+        keep = np.flatnonzero(~np.isin(self.row_slot, list(gone)))
+        self._keep_rows(keep, self.row_last[keep], self.row_score[keep], None, None)
+
+    def advance(self) -> list[SearchRequest]:
+        """Run one decoder step for every row; return the requests that finished in it."""
+        if not len(self):
+            return []
+        beam = self._beam[self.row_slot]
+        k = int(beam.max()) + 1
+        top_lp, top_ids, attention, new_state = self.engine.step(self.row_last, self.state, k)
+        self.state = new_state
+        k = top_lp.shape[1]
+        lp = top_lp.astype(np.float64)
+        lp[np.arange(k)[None, :] >= (beam + 1)[:, None]] = -np.inf
+        too_short = self.row_len < self._min_len[self.row_slot]
+        lp[too_short[:, None] & (top_ids == self.eos)] = -np.inf
+        cand = (self.row_score[:, None] + lp).ravel()
+        n = len(self)
+        cand_row = np.repeat(np.arange(n), k)
+        cand_tok = top_ids.ravel().astype(np.int64)
+        cand_slot = self.row_slot[cand_row]
+        order = np.lexsort((-cand, cand_slot))  # by request, best first
+        cand, cand_row, cand_tok, cand_slot = cand[order], cand_row[order], cand_tok[order], cand_slot[order]
+        starts = np.flatnonzero(np.r_[True, cand_slot[1:] != cand_slot[:-1]])
+        sizes = np.diff(np.r_[starts, len(cand)])
+        rank = np.arange(len(cand)) - np.repeat(starts, sizes)
+        valid = np.isfinite(cand)
+        is_eos = cand_tok == self.eos
+        K = self._beam[cand_slot]
+        ended = valid & is_eos & (rank < K)
+        cont = valid & ~is_eos
+        cont_rank = np.cumsum(cont) - 1
+        cont_rank = cont_rank - np.repeat(np.r_[0, np.cumsum(cont)][starts], sizes)
+        alive = cont & (cont_rank < K)
+        new_len = self.row_len[cand_row] + 1
+        at_max = alive & (new_len >= self._max_len[cand_slot])
+
+        for i in np.flatnonzero(ended | at_max).tolist():
+            self._finish(i, cand_row[i], cand_tok[i], cand[i], bool(ended[i]), attention)
+        live = alive & ~at_max
+        keep = np.flatnonzero(live)
+        done = []
+        finished_count = {s: len(h) for s, h in self._finished.items()}
+        live_slots = set(cand_slot[keep].tolist())
+        for slot, request in list(self.requests.items()):
+            request.steps += 1
+            if finished_count[slot] >= self._beam[slot] or slot not in live_slots:
+                done.append(self._complete(slot))
+        if done:
+            done_slots = [s for s, r in list(self.requests.items()) if r.done]
+            for slot in done_slots:
+                del self.requests[slot]
+                del self._finished[slot]
+            keep = keep[~np.isin(cand_slot[keep], done_slots)]
+        self._keep_rows(cand_row[keep], cand_tok[keep], cand[keep], cand_row[keep], attention)
+        return done
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _keep_rows(self, rows, last, score, parents, attention) -> None:
+        """Make `rows` the new rows; when `parents` is given, each appends `last` to its history."""
+        same_layout = np.array_equal(self.row_slot[rows], self.row_slot)
+        self.state = reorder(self.state, rows, None if not same_layout else _decoder_keys(self.state))
+        self.row_slot = self.row_slot[rows]
+        self.row_score = np.asarray(score, np.float64)
+        self.row_last = np.asarray(last, np.int64)
+        history = self.history[rows]
+        attn_history = self.attn_history[rows]
+        if parents is not None:
+            self.row_len = self.row_len[rows] + 1
+            history = np.concatenate([history, self.row_last[:, None]], axis=1)
+            attn_history = np.concatenate([attn_history, attention[parents][:, None, :]], axis=1)
+        else:
+            self.row_len = self.row_len[rows]
+        # Right-aligned histories only need as many columns as the longest live row.
+        width = int(self.row_len.max()) if len(self.row_len) else 0
+        self.history = history[:, history.shape[1] - width:]
+        attn_history = attn_history[:, attn_history.shape[1] - width:]
+        if not same_layout and len(rows):
+            self.state = trim_source(self.state)
+        src = self.state["mask"].shape[1] if self.state else 0
+        self.attn_history = attn_history[:, :, :src] if src else attn_history[:, :, :0]
+        if not len(rows):
+            self.state = {}
+
+    def _finish(self, i, row, token, log_prob, with_eos, attention) -> None:
+        slot = int(self.row_slot[row])
+        length = int(self.row_len[row])
+        tokens = self.history[row, self.history.shape[1] - length:].tolist()
+        attn = None
+        if self._attn[slot]:
+            attn = self.attn_history[row, self.attn_history.shape[1] - length:]
+        if not with_eos:  # reached the maximum length: the candidate token belongs to the output
+            tokens.append(int(token))
+            if attn is not None:
+                attn = np.concatenate([attn, attention[row][None]], axis=0)
+        scored_length = len(tokens) + (1 if with_eos else 0)
+        score = float(log_prob / length_penalty(scored_length, self._alpha[slot]))
+        if attn is not None:
+            attn = attn[:, : self.requests[slot].src_length].copy()
+        self._finished[slot].append(Hypothesis(tokens, score, float(log_prob), attn))
+
+    def _complete(self, slot: int) -> SearchRequest:
+        request = self.requests[slot]
+        ranked = sorted(self._finished[slot], key=lambda h: -h.score)
+        request.hypotheses = ranked[: request.options.num_hypotheses]
+        request.done = True
+        return request
+
+
+def _decoder_keys(state: State) -> tuple[str, ...]:
+    return tuple(k for k in state if k not in SOURCE_KEYS)
+
+
+def translate_batch(
+    engine: Engine,
+    src_ids: list[list[int]],
+    options: SearchOptions | list[SearchOptions] = SearchOptions(),
+    max_batch: int = 64,
+) -> list[list[Hypothesis]]:
+    """Decode sentences (token ids, no end-of-sentence) in static batches of sentences of similar
+    length; the plain-loop driver of `BatchSearch`. Returns the n-best list of every sentence."""
+    if isinstance(options, SearchOptions):
+        options = [options] * len(src_ids)
+    results: list[list[Hypothesis]] = [[] for _ in src_ids]
+    order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
+    order = [i for i in order if src_ids[i]]  # empty sources translate to nothing
+    for start in range(0, len(order), max_batch):
+        chunk = order[start : start + max_batch]
+        ids, lengths = pad_batch([src_ids[i] for i in chunk])
+        search = BatchSearch(engine)
+        requests = [SearchRequest(int(lengths[j]), options[i]) for j, i in enumerate(chunk)]
+        search.add(requests, engine.encode(ids, lengths))
+        while len(search):
+            search.advance()
+        for i, request in zip(chunk, requests):
+            results[i] = request.hypotheses
+    return results
+
+
+def pad_batch(sequences: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.array([len(s) for s in sequences], np.int64)
+    ids = np.full((len(sequences), max(int(lengths.max()), 1)), pad_id, np.int64)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = seq
+    return ids, lengths

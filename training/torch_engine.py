@@ -1,0 +1,35 @@
+"""The PyTorch engine: the model behind the engine interface of `nmt.engine`, for validation
+and evaluation. State travels as numpy arrays (zero-copy), like the ONNX Runtime engine's."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nmt.tokenizer import BOS_ID, EOS_ID
+from training.model import Seq2Seq
+
+
+class TorchEngine:
+    bos_id = BOS_ID
+    eos_id = EOS_ID
+
+    def __init__(self, model: Seq2Seq, packed: bool = True) -> None:
+        self.model = model
+        self.packed = packed
+
+    @torch.inference_mode()
+    def encode(self, src_ids: np.ndarray, src_lengths: np.ndarray) -> dict[str, np.ndarray]:
+        self.model.eval()
+        state = self.model.encode(torch.from_numpy(src_ids), torch.from_numpy(src_lengths), self.packed)
+        return {k: v.numpy() for k, v in state.items()}
+
+    @torch.inference_mode()
+    def step(self, prev_ids: np.ndarray, state: dict[str, np.ndarray], k: int):
+        self.model.eval()
+        tstate = {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in state.items()}
+        log_probs, attention, new_state = self.model.decode_step(torch.from_numpy(prev_ids), tstate)
+        top = torch.topk(log_probs, min(k, log_probs.size(-1)), dim=-1)
+        new = {name: (v.numpy() if name not in ("memory", "keys", "mask") else state[name])
+               for name, v in new_state.items()}
+        return top.values.numpy(), top.indices.numpy(), attention.numpy(), new

@@ -1,0 +1,285 @@
+"""The training loop: teacher forcing, Adam, clipping, label smoothing, LR decay on plateau,
+token-bucketed batches, validation BLEU with the serving search, checkpoints, exact resume,
+early stopping, and DDP under torchrun (gloo on CPU, NCCL on GPUs)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import sacrebleu
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from nmt.heatmap import save_heatmap
+from nmt.search import SearchOptions, translate_batch
+from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from training import checkpoint
+from training.config import Config, as_dict
+from training.data import Corpus, clean, read_corpus
+from training.model import ModelConfig, Seq2Seq
+from training.plots import learning_curve
+from training.torch_engine import TorchEngine
+from training.vocab import train_sentencepiece
+
+
+def make_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, batch_tokens: int, seed: int,
+                 epoch: int) -> list[np.ndarray]:
+    """Group pairs of similar length so that (longest side + 1) * pairs <= batch_tokens; the
+    batches come in a random order that depends only on (seed, epoch), so resumption is exact."""
+    rng = np.random.default_rng([seed, epoch])
+    order = np.lexsort((rng.random(len(src_lens)), tgt_lens, src_lens))
+    batches, current, longest = [], [], 0
+    for i in order.tolist():
+        size = max(longest, int(src_lens[i]), int(tgt_lens[i]) + 1)
+        if current and size * (len(current) + 1) > batch_tokens:
+            batches.append(np.array(current))
+            current, size = [], max(int(src_lens[i]), int(tgt_lens[i]) + 1)
+        current.append(i)
+        longest = size
+    if current:
+        batches.append(np.array(current))
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(src: list[list[int]], tgt: list[list[int]]):
+    """-> src (B,S), src_lengths (B,), tgt_in (B,T) = BOS + y, tgt_out (B,T) = y + EOS."""
+    b = len(src)
+    s_len = torch.tensor([len(x) for x in src])
+    t_len = max(len(y) for y in tgt) + 1
+    src_t = torch.full((b, int(s_len.max())), PAD_ID, dtype=torch.long)
+    tgt_in = torch.full((b, t_len), PAD_ID, dtype=torch.long)
+    tgt_out = torch.full((b, t_len), PAD_ID, dtype=torch.long)
+    for i, (x, y) in enumerate(zip(src, tgt)):
+        src_t[i, : len(x)] = torch.tensor(x)
+        tgt_in[i, : len(y) + 1] = torch.tensor([BOS_ID] + y)
+        tgt_out[i, : len(y) + 1] = torch.tensor(y + [EOS_ID])
+    return src_t, s_len, tgt_in, tgt_out
+
+
+class Trainer:
+    def __init__(self, cfg: Config, resume: bool = True) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.train.out_dir)
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        self.main = self.rank == 0
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._prepare_data()
+        last = self.out / "last.pt"
+        ckpt = checkpoint.load(last) if resume and last.exists() else None
+        torch.manual_seed(cfg.train.seed)
+        self.model = Seq2Seq(ModelConfig(
+            src_vocab_size=len(self.src_tok), tgt_vocab_size=len(self.tgt_tok), pad_id=PAD_ID,
+            **as_dict(cfg)["model"]))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max", factor=cfg.train.lr_decay, patience=cfg.train.lr_patience,
+            min_lr=cfg.train.min_lr)
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.best_bleu, self.bad_validations, self.history = -1.0, 0, []
+        self.elapsed = 0.0
+        if ckpt is not None:
+            self._restore(ckpt)
+        self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model) if self.world > 1
+                    else self.model)
+
+    # -- data --------------------------------------------------------------------------------
+
+    def _prepare_data(self) -> None:
+        d, v = self.cfg.data, self.cfg.vocab
+        train = clean(read_corpus(d.train_src, d.train_tgt, d.train_tsv), d.normalize, d.dedupe)
+        self.valid = clean(read_corpus(d.valid_src, d.valid_tgt, d.valid_tsv), d.normalize)
+        names = {"src": f"spm.{d.src_lang}.model", "tgt": f"spm.{d.tgt_lang}.model"}
+        if v.joint:
+            names = {"src": "spm.joint.model", "tgt": "spm.joint.model"}
+        paths = {side: self.out / name for side, name in names.items()}
+        if self.main and not all(p.exists() for p in paths.values()):
+            if v.joint:
+                train_sentencepiece(train.sources + train.targets, paths["src"], v.size, v.type)
+            else:
+                train_sentencepiece(train.sources, paths["src"], v.size, v.type)
+                train_sentencepiece(train.targets, paths["tgt"], v.size, v.type)
+        if self.world > 1:
+            dist.barrier()
+        self.spm_paths = paths
+        self.src_tok, self.tgt_tok = Tokenizer(paths["src"]), Tokenizer(paths["tgt"])
+        src = self.src_tok.encode_batch(train.sources)
+        tgt = self.tgt_tok.encode_batch(train.targets)
+        limit = self.cfg.data.max_tokens
+        keep = [i for i in range(len(src)) if 0 < len(src[i]) <= limit and 0 < len(tgt[i]) <= limit]
+        self.train_src = [src[i] for i in keep]
+        self.train_tgt = [tgt[i] for i in keep]
+        self.dropped = len(src) - len(keep)
+        self.src_lens = np.array([len(x) for x in self.train_src])
+        self.tgt_lens = np.array([len(y) for y in self.train_tgt])
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        batches = make_batches(self.src_lens, self.tgt_lens, self.cfg.train.batch_tokens,
+                               self.cfg.train.seed, epoch)
+        usable = len(batches) - len(batches) % self.world  # every rank takes the same number of steps
+        return batches[self.rank:usable:self.world]
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _payload(self, metrics: dict) -> dict:
+        return {
+            "model_config": self.model.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "spm": {side: checkpoint.spm_entry(p) for side, p in self.spm_paths.items()},
+            "special_ids": checkpoint.SPECIAL_IDS,
+            "languages": {"source": self.cfg.data.src_lang, "target": self.cfg.data.tgt_lang},
+            "training_config": as_dict(self.cfg),
+            "data": {"train_pairs": len(self.train_src), "dropped_pairs": self.dropped,
+                     "license": self.cfg.data.license},
+            "step": self.step,
+            "metrics": metrics,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "trainer": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                        "best_bleu": self.best_bleu, "bad_validations": self.bad_validations,
+                        "elapsed": self.elapsed},
+        }
+
+    def _restore(self, ckpt: dict) -> None:
+        for side, p in self.spm_paths.items():
+            if checkpoint.spm_entry(p)["sha256"] != ckpt["spm"][side]["sha256"]:
+                raise checkpoint.CheckpointError(f"{p} differs from the one the checkpoint was trained with")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng"])
+        t = ckpt["trainer"]
+        self.step, self.epoch, self.batch_in_epoch = ckpt["step"], t["epoch"], t["batch_in_epoch"]
+        self.best_bleu, self.bad_validations = t["best_bleu"], t["bad_validations"]
+        self.elapsed = t.get("elapsed", 0.0)
+        log = self.out / "valid_log.jsonl"
+        if log.exists():
+            self.history = [json.loads(line) for line in log.read_text().splitlines()
+                            if line.strip() and json.loads(line)["step"] <= self.step]
+
+    def save(self, name: str, metrics: dict) -> None:
+        checkpoint.save(self.out / name, self._payload(metrics))
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def validate(self, train_loss: float) -> dict:
+        cfg = self.cfg.train
+        n = cfg.valid_max_sentences or len(self.valid)
+        sources, refs = self.valid.sources[:n], self.valid.targets[:n]
+        src_ids = self.src_tok.encode_batch(sources)
+        self.model.eval()
+        with torch.no_grad():
+            losses, tokens = 0.0, 0
+            tgt_ids = self.tgt_tok.encode_batch(refs)
+            for start in range(0, n, 64):
+                batch = collate(src_ids[start:start + 64], tgt_ids[start:start + 64])
+                loss, ntok = self.model.loss(*batch)
+                losses, tokens = losses + float(loss), tokens + ntok
+        engine = TorchEngine(self.model)
+        options = SearchOptions(beam_size=cfg.valid_beam, max_length=cfg.max_output_tokens)
+        hyps = translate_batch(engine, src_ids, options, max_batch=128)
+        outputs = self.tgt_tok.decode_batch([h[0].token_ids if h else [] for h in hyps])
+        bleu = sacrebleu.corpus_bleu(outputs, [refs])
+        chrf = sacrebleu.corpus_chrf(outputs, [refs])
+        self._heatmaps(src_ids[: cfg.heatmaps])
+        self.model.train()
+        return {"step": self.step, "epoch": self.epoch, "train_loss": train_loss,
+                "valid_loss": losses / max(tokens, 1), "valid_ppl": math.exp(min(losses / max(tokens, 1), 50)),
+                "bleu": round(bleu.score, 2), "chrf": round(chrf.score, 2),
+                "lr": self.optimizer.param_groups[0]["lr"], "elapsed_s": round(self.elapsed, 1)}
+
+    def _heatmaps(self, src_ids: list[list[int]]) -> None:
+        if not src_ids:
+            return
+        engine = TorchEngine(self.model)
+        hyps = translate_batch(engine, src_ids, SearchOptions(return_attention=True,
+                               max_length=self.cfg.train.max_output_tokens))
+        for i, (src, h) in enumerate(zip(src_ids, hyps)):
+            if h and h[0].token_ids:
+                save_heatmap(h[0].attention, self.src_tok.pieces(src), self.tgt_tok.pieces(h[0].token_ids),
+                             self.out / "attention" / f"valid{i}.png", title=f"step {self.step}")
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def train(self) -> dict:
+        cfg = self.cfg.train
+        self.model.train()
+        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.main, unit="step",
+                   dynamic_ncols=True, desc="train")
+        window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+        started = time.perf_counter() - self.elapsed
+        stop = False
+        while not stop and self.step < cfg.max_steps:
+            batches = self.epoch_batches(self.epoch)
+            while self.batch_in_epoch < len(batches):
+                idx = batches[self.batch_in_epoch]
+                batch = collate([self.train_src[i] for i in idx], [self.train_tgt[i] for i in idx])
+                loss_sum, ntok = self.ddp(*batch, label_smoothing=cfg.label_smoothing)
+                self.optimizer.zero_grad(set_to_none=True)
+                (loss_sum / ntok).backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+                self.optimizer.step()
+                self.step += 1
+                self.batch_in_epoch += 1
+                self.elapsed = time.perf_counter() - started
+                window_loss, window_tokens = window_loss + loss_sum.item(), window_tokens + ntok
+                now = time.perf_counter()
+                bar.update(1)
+                bar.set_postfix(epoch=self.epoch, loss=f"{window_loss / window_tokens:.3f}",
+                                ppl=f"{math.exp(min(window_loss / window_tokens, 50)):.1f}",
+                                tok_s=f"{window_tokens * self.world / max(now - window_start, 1e-9):.0f}",
+                                refresh=False)
+                out_of_time = cfg.max_minutes and self.elapsed >= cfg.max_minutes * 60
+                if self.step % cfg.valid_every == 0 or self.step >= cfg.max_steps or out_of_time:
+                    stop = self._validate_and_save(window_loss / window_tokens)
+                    window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+                    stop = stop or bool(out_of_time)
+                elif self.step % cfg.save_every == 0 and self.main:
+                    self.save("last.pt", {})
+                if stop or self.step >= cfg.max_steps:
+                    break
+            else:
+                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        bar.close()
+        return {"step": self.step, "best_bleu": self.best_bleu}
+
+    def _validate_and_save(self, train_loss: float) -> bool:
+        """Validate on rank 0, decide on LR and early stopping there, share the decision."""
+        decision = torch.zeros(2)
+        if self.main:
+            record = self.validate(train_loss)
+            improved = record["bleu"] > self.best_bleu
+            if improved:
+                self.best_bleu, self.bad_validations = record["bleu"], 0
+            else:
+                self.bad_validations += 1
+            self.history.append(record)
+            with open(self.out / "valid_log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            tqdm.write(f"step {self.step}: valid BLEU {record['bleu']:.2f} chrF {record['chrf']:.2f} "
+                       f"loss {record['valid_loss']:.3f} lr {record['lr']:.2g}"
+                       + (" (best)" if improved else ""))
+            learning_curve(self.history, self.out / "learning_curve.png")
+            decision[0] = record["bleu"]
+            decision[1] = float(self.bad_validations >= self.cfg.train.patience)
+        if self.world > 1:
+            dist.broadcast(decision, src=0)
+        self.scheduler.step(float(decision[0]))
+        if self.main:
+            metrics = {"valid_bleu": float(decision[0])}
+            self.save("last.pt", metrics)
+            if self.bad_validations == 0:
+                self.save("best.pt", metrics)
+        return bool(decision[1])

@@ -1,0 +1,26 @@
+"""SentencePiece vocabularies trained on the training data (joint or separate)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import sentencepiece as spm
+
+from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+
+
+def train_sentencepiece(texts: list[str], path: Path, vocab_size: int, model_type: str,
+                        seed_sentences: int = 1_000_000) -> Path:
+    """Train a SentencePiece model on `texts` and write it to `path` (a `.model` file)."""
+    if model_type not in ("unigram", "bpe"):
+        raise ValueError(f"vocab type must be unigram or bpe, got {model_type!r}")
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
+        model_type=model_type, character_coverage=1.0, input_sentence_size=seed_sentences,
+        shuffle_input_sentence=True, pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+        hard_vocab_limit=False, minloglevel=2, num_threads=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model.getvalue())
+    return path
