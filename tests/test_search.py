@@ -1,0 +1,132 @@
+"""The one search: greedy, beam, n-best, lengths, attention, and requests joining mid-flight."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from nmt.search import BatchSearch, SearchOptions, SearchRequest, length_penalty, translate_batch
+from tests.tiny import TinyEngine
+
+
+def reference_greedy(engine, src, max_length):
+    """Plain argmax decoding, written independently of BatchSearch."""
+    ids = np.array([src]); state = engine.encode(ids, np.array([len(src)]))
+    prev, out, total = np.array([engine.bos_id]), [], 0.0
+    for _ in range(max_length):
+        lp, tok, _, state = engine.step(prev, state, 1)
+        total += float(lp[0, 0])
+        if tok[0, 0] == engine.eos_id:
+            break
+        out.append(int(tok[0, 0])); prev = tok[:, 0]
+    return out, total
+
+
+def exhaustive(engine, max_length, alpha):
+    """Every hypothesis the search can produce, scored the way the search scores them."""
+    results = []
+    for n in range(max_length + 1):
+        for seq in itertools.product([1, 2], repeat=n):
+            lp = sum(engine.log_probs(seq[:i])[seq[i]] for i in range(n))
+            if n < max_length:  # ends with EOS
+                lp += engine.log_probs(seq)[engine.eos_id]
+                length = n + 1
+            else:  # reached the maximum length
+                length = n
+            results.append((list(seq), lp / length_penalty(length, alpha)))
+    return sorted(results, key=lambda r: -r[1])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_beam_one_is_greedy(seed):
+    engine = TinyEngine(seed)
+    tokens, log_prob = reference_greedy(engine, [5, 6, 7], 6)
+    hyp = translate_batch(engine, [[5, 6, 7]], SearchOptions(beam_size=1, max_length=6))[0][0]
+    assert hyp.token_ids == tokens
+    assert hyp.log_prob == pytest.approx(log_prob, abs=1e-5)
+
+
+@pytest.mark.parametrize("seed,alpha", [(0, 0.0), (1, 1.0), (2, 0.6), (3, 2.0)])
+def test_wide_beam_equals_exhaustive_search(seed, alpha):
+    engine, max_length = TinyEngine(seed), 4
+    expected = exhaustive(engine, max_length, alpha)  # 31 hypotheses
+    options = SearchOptions(beam_size=64, num_hypotheses=len(expected), max_length=max_length,
+                            length_penalty=alpha)
+    got = translate_batch(engine, [[9, 9]], options)[0]
+    assert [h.token_ids for h in got] == [seq for seq, _ in expected]
+    assert [h.score for h in got] == pytest.approx([s for _, s in expected], abs=1e-5)
+
+
+def test_nbest_is_sorted_and_distinct():
+    got = translate_batch(TinyEngine(7), [[1, 2, 3]], SearchOptions(beam_size=5, num_hypotheses=5, max_length=8))[0]
+    assert len(got) == 5
+    scores = [h.score for h in got]
+    assert scores == sorted(scores, reverse=True)
+    assert len({tuple(h.token_ids) for h in got}) == 5
+
+
+def test_min_and_max_length():
+    engine = TinyEngine(3)
+    for beam in (1, 4):
+        long = translate_batch(engine, [[1]], SearchOptions(beam_size=beam, min_length=5, max_length=9))[0][0]
+        assert 5 <= len(long.token_ids) <= 9
+        short = translate_batch(engine, [[1]], SearchOptions(beam_size=beam, max_length=2))[0][0]
+        assert len(short.token_ids) <= 2
+
+
+def test_attention_rows_sum_to_one_and_match_tokens():
+    srcs = [[4, 5, 6, 7, 8], [4, 5]]
+    for hyps, src in zip(translate_batch(TinyEngine(1), srcs, SearchOptions(beam_size=3, num_hypotheses=2,
+                                                    max_length=6, return_attention=True)), srcs):
+        for h in hyps:
+            assert h.attention.shape == (len(h.token_ids), len(src))
+            np.testing.assert_allclose(h.attention.sum(1), 1.0, atol=1e-6)
+
+
+def test_empty_source_gives_no_hypothesis_and_no_model_call():
+    assert translate_batch(TinyEngine(0), [[], [4]], SearchOptions())[0] == []
+
+
+def run_continuous(engine, arrivals):
+    """Admit request i before step arrivals[i]; return each request's best hypothesis tokens."""
+    search = BatchSearch(engine)
+    requests = {}
+    step = 0
+    while len(requests) < len(arrivals) or len(search):
+        new = [i for i, at in enumerate(arrivals) if at == step]
+        if new:
+            batch = [SearchRequest(3, SearchOptions(beam_size=(i % 3) + 1, max_length=5 + i,
+                                                    return_attention=i % 2 == 0)) for i in new]
+            ids = np.array([[4, 5, 6]] * len(new))
+            search.add(batch, engine.encode(ids, np.array([3] * len(new))))
+            requests.update(zip(new, batch))
+        search.advance()
+        step += 1
+    return [[h.token_ids for h in requests[i].hypotheses] for i in range(len(arrivals))]
+
+
+def test_results_do_not_depend_on_company_or_arrival_time():
+    engine = TinyEngine(4)
+    together = run_continuous(engine, [0, 0, 1, 3, 3, 4])
+    for i, got in enumerate(together):
+        # the same request admitted at step 0 with different company
+        assert got == run_continuous(engine, [0] * (i + 1))[i]
+
+
+def test_removed_request_frees_its_rows():
+    engine = TinyEngine(2)
+    search = BatchSearch(engine)
+    a = SearchRequest(2, SearchOptions(beam_size=4, max_length=50))
+    b = SearchRequest(2, SearchOptions(beam_size=2, max_length=50))
+    search.add([a, b], engine.encode(np.array([[4, 5], [4, 5]]), np.array([2, 2])))
+    search.advance()
+    assert len(search) == 4  # two live continuations each (the tiny vocabulary has two words)
+    search.remove([a])
+    assert len(search) == 2 and search.active == [b]
+
+
+def test_options_are_validated():
+    with pytest.raises(ValueError, match="num_hypotheses"):
+        SearchOptions(beam_size=2, num_hypotheses=3)
+    with pytest.raises(ValueError, match="beam_size"):
+        SearchOptions(beam_size=0)

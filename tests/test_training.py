@@ -1,0 +1,131 @@
+"""Training: data readers, configuration errors, model parts, the loop, resumption, DDP."""
+
+import gzip
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tests.tiny import MULTI30K, tiny_overrides
+from training import checkpoint
+from training.config import ConfigError, load_config
+from training.data import DataError, read_parallel, read_tsv
+from training.model import ModelConfig, Seq2Seq
+from training.trainer import Trainer, make_batches
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_readers_report_file_and_line(tmp_path):
+    (tmp_path / "a").write_text("eins\nzwei\n")
+    (tmp_path / "b").write_text("one\n")
+    with pytest.raises(DataError, match=r"misaligned corpus: .*a has 2 lines, .*b has 1"):
+        read_parallel(tmp_path / "a", tmp_path / "b")
+    (tmp_path / "b").write_text("one\n  \n")
+    with pytest.raises(DataError, match=r"b:2: empty line"):
+        read_parallel(tmp_path / "a", tmp_path / "b")
+    (tmp_path / "c").write_bytes(b"ok\nbad \xff byte\n")
+    with pytest.raises(DataError, match=r"c:2: not valid UTF-8"):
+        read_parallel(tmp_path / "c", tmp_path / "a")
+    with gzip.open(tmp_path / "d.tsv.gz", "wt") as f:
+        f.write("Hallo\tHello\tCC-BY 2.0 (France) Attribution: tatoeba.org\n")
+    corpus = read_tsv(tmp_path / "d.tsv.gz")
+    assert (corpus.sources, corpus.targets) == (["Hallo"], ["Hello"])
+    with pytest.raises(DataError, match="no such file"):
+        read_tsv(tmp_path / "missing.tsv")
+
+
+def test_config_errors_name_the_problem(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model]\nhiden = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key model.hiden; valid keys of \[model\]: .*decoder_hidden"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="config file not found: .*nope.toml"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match=r"train.lr: .*could not convert"):
+        load_config(None, ["train.lr=fast"])
+    assert load_config(ROOT / "configs" / "multi30k_de_en.toml").model.attention == "additive"
+    # the CLI answers with one line, not a traceback
+    run = subprocess.run([sys.executable, "-m", "training", "train", "--config", str(bad)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 1 and run.stderr.startswith("error: ") and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
+@pytest.mark.parametrize("attention", ["additive", "dot", "general"])
+def test_packed_and_unpacked_encoders_agree_and_attention_ignores_padding(rnn_type, attention):
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(30, 30, rnn_type=rnn_type, attention=attention, emb_size=8,
+                                encoder_hidden=8, decoder_hidden=16, attention_size=8,
+                                output_size=8, encoder_layers=2)).eval()
+    lengths = torch.tensor([7, 2, 5, 1])
+    src = torch.randint(4, 30, (4, 7)) * (torch.arange(7) < lengths[:, None])
+    packed, unpacked = model.encode(src, lengths, packed=True), model.encode(src, lengths, packed=False)
+    mask = packed["mask"]
+    torch.testing.assert_close(packed["memory"][mask], unpacked["memory"][mask])
+    torch.testing.assert_close(packed["hidden"], unpacked["hidden"])
+    _, attention, _ = model.decode_step(torch.full((4,), 2), unpacked)
+    torch.testing.assert_close(attention.sum(-1), torch.ones(4))
+    assert (attention[~mask] == 0).all()
+    # a sentence's states do not depend on how much padding its batch has
+    alone = model.encode(src[1:2, :2], lengths[1:2], packed=False)
+    torch.testing.assert_close(alone["memory"][0], unpacked["memory"][1, :2])
+
+
+def test_batches_respect_the_token_budget_and_cover_the_corpus():
+    rng = np.random.default_rng(0)
+    src, tgt = rng.integers(1, 40, 500), rng.integers(1, 40, 500)
+    batches = make_batches(src, tgt, 300, seed=1, epoch=0)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(500))
+    for b in batches:
+        assert len(b) * max(src[b].max(), tgt[b].max() + 1) <= 300 or len(b) == 1
+    assert [b.tolist() for b in batches] == [b.tolist() for b in make_batches(src, tgt, 300, 1, 0)]
+
+
+def test_training_learns_and_writes_its_artefacts(tiny_checkpoint):
+    out, best = tiny_checkpoint
+    log = [json.loads(line) for line in (out / "valid_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [20, 40]
+    assert log[-1]["valid_loss"] < log[0]["valid_loss"]
+    for name in ("learning_curve.png", "attention/valid0.png", "last.pt", "best.pt"):
+        assert (out / name).read_bytes()[:4] in (b"\x89PNG", b"PK\x03\x04")
+    ckpt = checkpoint.load(best)
+    assert ckpt["special_ids"] == {"pad": 0, "unk": 1, "bos": 2, "eos": 3}
+    assert ckpt["model_config"]["rnn_type"] == "gru" and ckpt["step"] in (20, 40)
+    assert len(ckpt["spm"]["src"]["sha256"]) == 64
+
+
+def test_resume_continues_identically(tmp_path, tiny_files):
+    straight = Trainer(load_config(None, tiny_overrides(tiny_files, tmp_path / "a", steps=12)))
+    straight.train()
+    first = Trainer(load_config(None, tiny_overrides(tiny_files, tmp_path / "b", steps=12)
+                                + ["train.max_steps=7"]))
+    first.train()  # stops at step 7, having saved last.pt at steps 5 and 6 (valid) ... and 7
+    resumed = Trainer(load_config(None, tiny_overrides(tiny_files, tmp_path / "b", steps=12)))
+    assert resumed.step == 7
+    resumed.train()
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+
+
+def test_distributed_training_keeps_replicas_in_sync(tmp_path, tiny_files):
+    overrides = tiny_overrides(tiny_files, tmp_path / "ddp", steps=6)
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), *overrides],
+        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    digests = [(tmp_path / f"rank{r}.sha256").read_text() for r in (0, 1)]
+    assert digests[0] == digests[1]
+    assert (tmp_path / "ddp" / "best.pt").exists()
+
+
+@pytest.mark.skipif(not MULTI30K.exists(), reason=f"Multi30k not found at {MULTI30K}")
+def test_multi30k_config_reads_the_shared_corpus():
+    cfg = load_config(ROOT / "configs" / "multi30k_de_en.toml")
+    corpus = read_parallel(ROOT / cfg.data.train_src, ROOT / cfg.data.train_tgt)
+    assert len(corpus) == 29000
+    assert "non-commercial" in cfg.data.license

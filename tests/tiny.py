@@ -1,0 +1,78 @@
+"""Tiny data and engines the tests make themselves (no ../shared needed)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+
+MULTI30K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "multi30k"
+
+LEXICON = {"ein": "a", "eine": "a", "mann": "man", "frau": "woman", "hund": "dog", "katze": "cat",
+           "rot": "red", "blau": "blue", "gross": "big", "klein": "small", "sieht": "sees",
+           "hat": "has", "ball": "ball", "haus": "house", "und": "and", "der": "the"}
+
+
+def tiny_corpus(directory: Path, pairs: int = 300, seed: int = 0) -> dict[str, Path]:
+    """Word-for-word 'translation' pairs of 2-7 words, written as aligned files and as TSV."""
+    rng = random.Random(seed)
+    words = list(LEXICON)
+    src, tgt = [], []
+    for _ in range(pairs):
+        sentence = [rng.choice(words) for _ in range(rng.randint(2, 7))]
+        src.append(" ".join(sentence))
+        tgt.append(" ".join(LEXICON[w] for w in sentence))
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {"src": directory / "train.de", "tgt": directory / "train.en", "tsv": directory / "train.tsv"}
+    files["src"].write_text("\n".join(src) + "\n", encoding="utf-8")
+    files["tgt"].write_text("\n".join(tgt) + "\n", encoding="utf-8")
+    files["tsv"].write_text("".join(f"{s}\t{t}\tCC-BY x\n" for s, t in zip(src, tgt)), encoding="utf-8")
+    return files
+
+
+def tiny_overrides(corpus: dict[str, Path], out_dir: Path, steps: int = 30) -> list[str]:
+    return [
+        f"data.train_src={corpus['src']}", f"data.train_tgt={corpus['tgt']}",
+        f"data.valid_src={corpus['src']}", f"data.valid_tgt={corpus['tgt']}",
+        "vocab.size=60", "model.emb_size=16", "model.encoder_hidden=16", "model.decoder_hidden=32",
+        "model.attention_size=16", "model.output_size=16", "model.dropout=0.1",
+        f"train.out_dir={out_dir}", f"train.max_steps={steps}", f"train.valid_every={steps // 2}",
+        "train.save_every=5", "train.batch_tokens=200", "train.valid_max_sentences=20",
+        "train.heatmaps=1", "train.max_output_tokens=20", "train.max_minutes=0", "train.lr=0.01",
+        "train.threads=1",
+    ]
+
+
+class TinyEngine:
+    """Hand-computable engine: the log-probs of the next token depend only on the prefix, through a
+    seeded table, over the vocabulary {0: EOS, 1, 2}; BOS is 3. Attention is uniform over the source."""
+
+    bos_id, eos_id = 3, 0
+    vocab = 3
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def log_probs(self, prefix: tuple[int, ...]) -> np.ndarray:
+        code = 0
+        for t in prefix:
+            code = code * 5 + t + 1
+        return self._from_code(code)
+
+    def encode(self, src_ids: np.ndarray, src_lengths: np.ndarray) -> dict[str, np.ndarray]:
+        b, s = src_ids.shape
+        mask = np.arange(s)[None, :] < src_lengths[:, None]
+        return {"memory": mask[..., None].astype(np.float32), "keys": np.zeros((b, s, 1), np.float32),
+                "mask": mask, "code": np.zeros(b, np.int64)}
+
+    def step(self, prev_ids, state, k):
+        code = np.where(prev_ids == self.bos_id, 0, state["code"] * 5 + prev_ids + 1)
+        lp = np.stack([self._from_code(int(c)) for c in code]).astype(np.float32)
+        top = np.argsort(-lp, axis=1, kind="stable")[:, :k]
+        attn = state["mask"] / state["mask"].sum(1, keepdims=True)
+        return np.take_along_axis(lp, top, 1), top, attn.astype(np.float32), {**state, "code": code}
+
+    def _from_code(self, code: int) -> np.ndarray:
+        logits = np.random.default_rng([self.seed, code]).normal(size=self.vocab) * 2
+        return logits - np.log(np.exp(logits).sum())
