@@ -1,0 +1,140 @@
+"""python -m export --checkpoint CKPT --out DIR [--quantize int8]
+
+Writes a model bundle (encoder.onnx, decoder.onnx, SentencePiece model(s), manifest.json,
+MODEL_CARD.md) and refuses to finish unless the ONNX engine translates like the PyTorch model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from export import bundle_writer, quantize
+from export.onnx_export import OPSET, export_graphs, store_half
+from export.verify import batch_invariance, made_up_sentences, parity
+
+MULTI30K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "multi30k"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by python -m training")
+    p.add_argument("--out", required=True, help="bundle directory to write (replaced if it exists)")
+    p.add_argument("--name", help="model name clients use (default: the output directory's name)")
+    p.add_argument("--quantize", choices=["none", *quantize.MODES], default="none",
+                   help="int8: 8-bit weights, batch-invariant; int8-dynamic: onnxruntime dynamic "
+                        "quantization, faster but a sentence's output depends on its batch")
+    p.add_argument("--fp32-weights", action="store_true", help="store weights in fp32 (default: fp16, computed in fp32)")
+    p.add_argument("--verify-src", help="source sentences for the checks (default: Multi30k test_2016_flickr when present)")
+    p.add_argument("--verify-ref", help="references, for the BLEU of quantized bundles")
+    p.add_argument("--verify-sentences", type=int, default=1000, help="at most this many sentences are checked")
+    p.add_argument("--min-identical", type=float, default=0.995, help="required share of identical greedy outputs")
+    p.add_argument("--max-log-prob-diff", type=float, default=1e-3, help="tolerance on a hypothesis' log-prob")
+    p.add_argument("--max-bleu-loss", type=float, default=0.5, help="quantized bundles: allowed BLEU loss")
+    p.add_argument("--max-length", type=int, default=100)
+    args = p.parse_args(argv)
+
+    from training import checkpoint
+    from training.data import read_lines
+    from nmt.tokenizer import Tokenizer
+    from service.bundle import load_bundle
+    from service.onnx_engine import OnnxEngine
+    from training.torch_engine import TorchEngine
+
+    try:
+        ckpt = checkpoint.load(args.checkpoint)
+    except checkpoint.CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    model = checkpoint.build_model(ckpt)
+    out = Path(args.out)
+    name = args.name or out.name
+    langs = ckpt.get("languages", {})
+    work = Path(tempfile.mkdtemp(prefix="bundle-"))
+    spm = checkpoint.write_spm(ckpt, work)
+    src_tok, tgt_tok = Tokenizer(spm["src"]), Tokenizer(spm["tgt"])
+    print(f"exporting {args.checkpoint} (step {ckpt.get('step')}) to {out} ...")
+    graphs = export_graphs(model, work)
+    if args.quantize != "none":
+        for role in ("encoder", "decoder"):
+            quantize.apply(graphs[role], args.quantize)
+    if not args.fp32_weights:
+        for path in graphs.values():
+            store_half(path)
+    bundle_writer.write(work, name, ckpt, model, args.quantize, "float32" if args.fp32_weights else "float16", OPSET)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(work, out)
+    out.chmod(0o755)
+
+    # -- checks -------------------------------------------------------------------------
+    sources, refs, where = _verification_set(args, langs, read_lines)
+    src_ids = src_tok.encode_batch(sources) if sources else made_up_sentences(len(src_tok))
+    src_ids = src_ids[: args.verify_sentences]
+    refs = refs[: args.verify_sentences] if refs else None
+    onnx_engine = OnnxEngine(load_bundle(out))
+    torch_engine = TorchEngine(model, packed=True)
+    report = {"verification_set": where}
+    report["parity_greedy"] = parity(torch_engine, onnx_engine, src_ids, args.max_length)
+    report["batch_invariance"] = batch_invariance(onnx_engine, src_ids[:300], args.max_length)
+    if refs:
+        report["bleu_greedy_onnx"] = _bleu(onnx_engine, src_ids, refs, tgt_tok, args.max_length)
+        report["bleu_greedy_torch"] = _bleu(torch_engine, src_ids, refs, tgt_tok, args.max_length)
+    _print_report(report)
+    failures = []
+    par = report["parity_greedy"]
+    if args.quantize == "none":
+        if par["identical"] < args.min_identical:
+            failures.append(f"only {par['identical']:.2%} of greedy outputs are identical "
+                            f"(required {args.min_identical:.2%})")
+        if par["max_log_prob_diff"] > args.max_log_prob_diff:
+            failures.append(f"log-prob difference {par['max_log_prob_diff']:.2e} exceeds {args.max_log_prob_diff:.0e}")
+    elif refs:
+        loss = report["bleu_greedy_torch"] - report["bleu_greedy_onnx"]
+        if loss > args.max_bleu_loss:
+            failures.append(f"quantization loses {loss:.2f} BLEU (allowed {args.max_bleu_loss})")
+    bundle_writer.add_verification(out, report)
+    if failures:
+        print("EXPORT REJECTED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 2
+    print(f"bundle ready: {out} ({sum(f.stat().st_size for f in out.iterdir()) / 1e6:.1f} MB)")
+    return 0
+
+
+def _verification_set(args, langs, read_lines):
+    if args.verify_src:
+        return read_lines(args.verify_src), read_lines(args.verify_ref) if args.verify_ref else None, args.verify_src
+    src = MULTI30K / f"test_2016_flickr.{langs.get('source')}.gz"
+    ref = MULTI30K / f"test_2016_flickr.{langs.get('target')}.gz"
+    if src.exists() and ref.exists():
+        return read_lines(src), read_lines(ref), "Multi30k test_2016_flickr"
+    return None, None, "made-up subword sequences (no test set found)"
+
+
+def _bleu(engine, src_ids, refs, tgt_tok, max_length) -> float:
+    import sacrebleu
+
+    from nmt.search import SearchOptions, translate_batch
+
+    hyps = translate_batch(engine, src_ids, SearchOptions(max_length=max_length))
+    outputs = tgt_tok.decode_batch([h[0].token_ids if h else [] for h in hyps])
+    return round(sacrebleu.corpus_bleu(outputs, [refs]).score, 2)
+
+
+def _print_report(report: dict) -> None:
+    par, inv = report["parity_greedy"], report["batch_invariance"]
+    print(f"checked on {report['verification_set']}:")
+    print(f"  PyTorch vs ONNX Runtime, greedy: {par['identical']:.2%} identical of {par['sentences']}, "
+          f"log-prob diff max {par['max_log_prob_diff']:.2e} mean {par['mean_log_prob_diff']:.2e}")
+    print(f"  batch invariance (alone vs batch of {inv['batch']}): {inv['identical']:.2%} identical of {inv['sentences']}")
+    if "bleu_greedy_onnx" in report:
+        print(f"  greedy BLEU: ONNX {report['bleu_greedy_onnx']}, PyTorch {report['bleu_greedy_torch']}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

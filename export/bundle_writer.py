@@ -1,0 +1,112 @@
+"""manifest.json and MODEL_CARD.md of a bundle."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import onnx
+
+from nmt.tokenizer import file_sha256
+from service.bundle import FORMAT_VERSION, MANIFEST
+
+DTYPES = {onnx.TensorProto.INT64: "int64", onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.BOOL: "bool"}
+
+
+def _signature(path: Path) -> dict:
+    graph = onnx.load(str(path), load_external_data=False).graph
+    io = lambda values: [{"name": v.name, "dtype": DTYPES[v.type.tensor_type.elem_type]} for v in values]  # noqa: E731
+    return {"file": path.name, "inputs": io(graph.input), "outputs": io(graph.output)}
+
+
+def write(directory: Path, name: str, ckpt: dict, model, quantization: str, storage: str, opset: int) -> dict:
+    from training.onnx_names import decoder_state_names
+
+    files = sorted(p.name for p in directory.iterdir() if p.name != MANIFEST)
+    metrics = ckpt.get("metrics", {})
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "source_language": ckpt["languages"]["source"],
+        "target_language": ckpt["languages"]["target"],
+        "architecture": ckpt["model_config"],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "special_ids": ckpt["special_ids"],
+        "tokenizers": {"source": ckpt["spm"]["src"]["name"], "target": ckpt["spm"]["tgt"]["name"]},
+        "decoder_state": decoder_state_names(ckpt["model_config"]),
+        "onnx_opset": opset,
+        "graphs": {"encoder": _signature(directory / "encoder.onnx"),
+                   "decoder": _signature(directory / "decoder.onnx")},
+        "quantization": quantization,
+        "weights_storage": storage,
+        "training": {"step": ckpt.get("step"), "data": ckpt.get("data", {}),
+                     "config": ckpt.get("training_config", {})},
+        "scores": metrics.get("test", {}),
+        "valid_bleu": metrics.get("valid_bleu"),
+        "exported_with": {"onnx": onnx.__version__, "python": platform.python_version()},
+        "files": {f: file_sha256(directory / f) for f in files},
+    }
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def add_verification(directory: Path, report: dict) -> None:
+    """Record the export-time checks, then write the model card and hash it too."""
+    path = directory / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["verification"] = report
+    card = directory / "MODEL_CARD.md"
+    card.write_text(model_card(manifest), encoding="utf-8")
+    manifest["files"]["MODEL_CARD.md"] = file_sha256(card)
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def model_card(m: dict) -> str:
+    arch, data, cfg = m["architecture"], m["training"]["data"], m["training"].get("config", {})
+    scores = m.get("scores") or {}
+    rows = "\n".join(
+        f"| {key} | {s['bleu']} | {s['chrf']} | `{s['bleu_signature']}` |" for key, s in sorted(scores.items())
+    ) or "| (not evaluated) | | | |"
+    v = m.get("verification", {})
+    par, inv = v.get("parity_greedy", {}), v.get("batch_invariance", {})
+    data_cfg = cfg.get("data", {})
+    return f"""# Model card: {m['name']}
+
+**What it is.** A {m['source_language']}→{m['target_language']} translator: the encoder-decoder with
+attention of Bahdanau et al. (2015) and Luong et al. (2015). Bidirectional {arch['rnn_type'].upper()}
+encoder ({arch['encoder_layers']} layer(s), {arch['encoder_hidden']} per direction), {arch['attention']}
+attention, {arch['rnn_type'].upper()} decoder of {arch['decoder_hidden']} with input feeding,
+SentencePiece vocabulary of {arch['tgt_vocab_size']}; {m['parameters']:,} parameters. Exported to ONNX
+(opset {m['onnx_opset']}), weights stored as {m['weights_storage']}, computed in fp32,
+quantization: {m['quantization']}.
+
+**Data.** {data.get('license') or 'see the training configuration'}.
+Trained on {data.get('train_pairs', '?')} sentence pairs ({data_cfg.get('train_src', '')},
+{data_cfg.get('train_tgt', '')}); checkpoint chosen by validation BLEU
+({data_cfg.get('valid_src', '')}). Multi30k's text is provided for **non-commercial research and
+educational purposes** only, and so is this model.
+
+**Scores** (sacreBLEU on the test set, cased, 13a tokenisation):
+
+| decoding | BLEU | chrF | signature |
+|---|---|---|---|
+{rows}
+
+**Export checks.** On {v.get('verification_set', '?')}: ONNX Runtime and PyTorch greedy outputs identical
+for {par.get('identical', 0):.2%} of {par.get('sentences', 0)} sentences (largest log-prob
+difference {par.get('max_log_prob_diff', 0):.1e}); outputs identical alone and inside a batch of
+{inv.get('batch', '?')} for {inv.get('identical', 0):.2%} of {inv.get('sentences', 0)} sentences.
+
+**How to reproduce.**
+
+```
+python -m training train --config configs/multi30k_de_en.toml
+python -m training evaluate --checkpoint runs/multi30k_de_en/best.pt --src ../shared/data/multi30k/test_2016_flickr.de.gz --ref ../shared/data/multi30k/test_2016_flickr.en.gz --beam 5 --record
+python -m export --checkpoint models/checkpoints/demo-de-en.pt --out models/demo-de-en
+```
+
+**Known limits.** Image-caption domain (Flickr30K descriptions): short, literal, present-tense
+sentences about people, animals and scenes. Expect poor output on other domains, long sentences,
+names and numbers it has not seen. No casing or punctuation repair beyond what it learned.
+"""

@@ -1,0 +1,86 @@
+"""The ONNX Runtime engine: a bundle behind the engine interface of `nmt.engine` (no torch).
+
+Session choices, on purpose:
+- one global intra-op thread pool shared by the encoder and decoder sessions: two private pools
+  spin against each other on a small machine and halve batch-1 speed;
+- all graph optimizations (the fp16->fp32 Casts of stored weights are folded once at load);
+- sequential execution: the graphs are chains, parallel execution only adds scheduling.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import onnxruntime as ort
+
+from nmt.engine import SOURCE_KEYS, State
+from service.bundle import Bundle, BundleError
+
+_pool_lock = threading.Lock()
+_pool_threads: int | None = None
+
+ORT_TYPES = {"int64": "tensor(int64)", "float32": "tensor(float)", "bool": "tensor(bool)"}
+
+
+def _global_pool(threads: int) -> None:
+    """Create the process-wide thread pool once (ONNX Runtime allows it once per process)."""
+    global _pool_threads
+    with _pool_lock:
+        if _pool_threads is None:
+            ort.set_global_thread_pool_sizes(threads, 1)
+            _pool_threads = threads
+
+
+def session_options() -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.use_per_session_threads = False
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return options
+
+
+def _check_signature(session: ort.InferenceSession, spec: dict, file: str) -> None:
+    for kind, actual in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
+        got = [(a.name, a.type) for a in actual]
+        want = [(x["name"], ORT_TYPES[x["dtype"]]) for x in spec[kind]]
+        if got != want:
+            raise BundleError(f"{file}: graph {kind} {got} do not match the manifest's {want}")
+
+
+class OnnxEngine:
+    def __init__(self, bundle: Bundle, threads: int = 0) -> None:
+        _global_pool(threads)
+        self.bundle = bundle
+        ids = bundle.manifest["special_ids"]
+        self.bos_id, self.eos_id = ids["bos"], ids["eos"]
+        self.state_names = list(bundle.manifest["decoder_state"])
+        graphs = bundle.manifest["graphs"]
+        self.encoder = self._session(graphs["encoder"])
+        self.decoder = self._session(graphs["decoder"])
+        self.encoder_outputs = [o["name"] for o in graphs["encoder"]["outputs"]]
+        self.decoder_outputs = [o["name"] for o in graphs["decoder"]["outputs"]]
+
+    def _session(self, spec: dict) -> ort.InferenceSession:
+        path = self.bundle.file(spec["file"])
+        try:
+            session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise BundleError(f"{path}: ONNX Runtime cannot load it ({e})") from None
+        _check_signature(session, spec, str(path))
+        return session
+
+    def encode(self, src_ids: np.ndarray, src_lengths: np.ndarray) -> State:
+        outputs = self.encoder.run(None, {"src_ids": src_ids.astype(np.int64, copy=False),
+                                          "src_lengths": src_lengths.astype(np.int64, copy=False)})
+        return dict(zip(self.encoder_outputs, outputs))
+
+    def step(self, prev_ids: np.ndarray, state: State, k: int):
+        feed = {name: state[name] for name in self.state_names + list(SOURCE_KEYS)}
+        feed["prev_ids"] = prev_ids.astype(np.int64, copy=False)
+        feed["k"] = np.array([k], np.int64)
+        out = dict(zip(self.decoder_outputs, self.decoder.run(None, feed)))
+        new = {name: out[f"{name}_out"] for name in self.state_names}
+        new.update({name: state[name] for name in SOURCE_KEYS})
+        return out["top_log_probs"], out["top_ids"], out["attention"], new
