@@ -138,7 +138,8 @@ class BatchSearch:
         src = self.state["mask"].shape[1]
         old = self.attn_history
         attn = np.zeros((len(self.row_slot), width, src), np.float32)
-        attn[: len(old), :, : old.shape[2]] = old
+        if len(old):
+            attn[: len(old), :, : old.shape[2]] = old
         self.attn_history = attn
 
     def remove(self, requests: list[SearchRequest]) -> None:

@@ -130,3 +130,14 @@ def test_options_are_validated():
         SearchOptions(beam_size=2, num_hypotheses=3)
     with pytest.raises(ValueError, match="beam_size"):
         SearchOptions(beam_size=0)
+
+
+def test_batch_can_empty_and_refill_with_a_shorter_source():
+    engine = TinyEngine(5)
+    search = BatchSearch(engine)
+    for width in (5, 1, 3):
+        request = SearchRequest(width, SearchOptions(max_length=4, return_attention=True))
+        search.add([request], engine.encode(np.array([[4] * width]), np.array([width])))
+        while len(search):
+            search.advance()
+        assert request.done and request.hypotheses[0].attention.shape[1] == width

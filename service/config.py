@@ -1,0 +1,134 @@
+"""Server configuration: every flag has an environment variable (TRANSLATOR_<FLAG>) and a default
+that works. Precedence: flag, then environment, then default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEMO_BUNDLE = str(Path(__file__).resolve().parents[1] / "models" / "demo-de-en")
+
+
+@dataclass
+class Limits:
+    """Everything a client controls is bounded here."""
+
+    max_texts: int = 64  # texts per request
+    max_chars: int = 1000  # characters per text
+    max_tokens: int = 200  # subword tokens per text
+    max_beam: int = 8
+    max_output_tokens: int = 200
+    max_message_bytes: int = 1 << 20  # gRPC receive limit (the library answers RESOURCE_EXHAUSTED)
+    max_request_seconds: float = 30.0  # cap for requests without (or with a longer) deadline
+
+
+@dataclass
+class Defaults:
+    beam_size: int = 1
+    length_penalty: float = 1.0
+    max_output_tokens: int = 100
+
+
+@dataclass
+class SchedulerConfig:
+    kind: str = "continuous"  # continuous | static
+    max_rows: int = 256  # decoder rows (hypotheses) in flight
+    max_tokens: int = 16384  # rows x source length in flight (memory bound)
+    max_queue: int = 1024  # sentences waiting; beyond: UNAVAILABLE at once
+    batch_wait_ms: float = 2.0  # when idle, wait this long for company before encoding
+    static_batch: int = 64  # static mode: sentences per batch
+
+
+@dataclass
+class ServerConfig:
+    bundles: list[str] = field(default_factory=lambda: [DEMO_BUNDLE])
+    host: str = "[::]"
+    port: int = 50051
+    metrics_port: int = 9090
+    threads: int = 0  # ONNX Runtime intra-op threads (0: one per core)
+    grace_seconds: float = 10.0
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""  # set: clients must present a certificate signed by this CA (mTLS)
+    auth_token: str = ""  # set: every call except health needs "authorization: Bearer <token>"
+    reflection: bool = True
+    limits: Limits = field(default_factory=Limits)
+    defaults: Defaults = field(default_factory=Defaults)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+
+
+# flag -> (section or None, attribute, type, help)
+FLAGS = [
+    ("host", None, "host", str, "address to bind"),
+    ("port", None, "port", int, "gRPC port"),
+    ("metrics-port", None, "metrics_port", int, "Prometheus /metrics port (0: off)"),
+    ("threads", None, "threads", int, "ONNX Runtime threads (0: one per core)"),
+    ("grace-seconds", None, "grace_seconds", float, "graceful-shutdown grace period"),
+    ("tls-cert", None, "tls_cert", str, "server certificate (PEM); enables TLS"),
+    ("tls-key", None, "tls_key", str, "server private key (PEM)"),
+    ("tls-client-ca", None, "tls_client_ca", str, "CA for client certificates; enables mutual TLS"),
+    ("auth-token", None, "auth_token", str, "require 'authorization: Bearer TOKEN' (health exempt)"),
+    ("scheduler", "scheduler", "kind", str, "continuous (iteration-level) or static (request-level)"),
+    ("max-rows", "scheduler", "max_rows", int, "decoder rows in flight"),
+    ("max-batch-tokens", "scheduler", "max_tokens", int, "rows x source tokens in flight"),
+    ("max-queue", "scheduler", "max_queue", int, "waiting sentences before shedding load"),
+    ("batch-wait-ms", "scheduler", "batch_wait_ms", float, "wait for company when idle"),
+    ("static-batch", "scheduler", "static_batch", int, "static mode: sentences per batch"),
+    ("max-texts", "limits", "max_texts", int, "texts per request"),
+    ("max-chars", "limits", "max_chars", int, "characters per text"),
+    ("max-tokens", "limits", "max_tokens", int, "subword tokens per text"),
+    ("max-beam", "limits", "max_beam", int, "largest beam_size"),
+    ("max-output-tokens", "limits", "max_output_tokens", int, "largest max_output_tokens"),
+    ("max-message-bytes", "limits", "max_message_bytes", int, "largest request message"),
+    ("max-request-seconds", "limits", "max_request_seconds", float, "server-side deadline cap"),
+    ("default-beam", "defaults", "beam_size", int, "beam_size when a request says 0"),
+    ("default-length-penalty", "defaults", "length_penalty", float, "length_penalty when a request says 0"),
+    ("default-max-output-tokens", "defaults", "max_output_tokens", int, "max_output_tokens when a request says 0"),
+]
+
+
+def env_name(flag: str) -> str:
+    return "TRANSLATOR_" + flag.upper().replace("-", "_")
+
+
+def parse_args(argv: list[str] | None = None, environ: dict | None = None) -> ServerConfig:
+    environ = os.environ if environ is None else environ
+    cfg = ServerConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m service",
+        description="Serve translation bundles over gRPC. Every flag can also be set with the "
+                    "environment variable shown.")
+    parser.add_argument("--bundle", action="append", metavar="PATH",
+                        help=f"model bundle directory; repeat to serve several, the first is the default "
+                             f"[env {env_name('bundles')}, comma-separated; default: the demo bundle]")
+    parser.add_argument("--no-reflection", action="store_true",
+                        help=f"disable server reflection [env {env_name('no-reflection')}=1]")
+    for flag, section, attr, typ, text in FLAGS:
+        target = getattr(cfg, section) if section else cfg
+        parser.add_argument(f"--{flag}", type=typ, default=None,
+                            help=f"{text} [env {env_name(flag)}; default {getattr(target, attr)!r}]")
+    args = parser.parse_args(argv)
+    for flag, section, attr, typ, _ in FLAGS:
+        target = getattr(cfg, section) if section else cfg
+        value = getattr(args, flag.replace("-", "_"))
+        if value is None and env_name(flag) in environ:
+            try:
+                value = typ(environ[env_name(flag)])
+            except ValueError:
+                parser.error(f"{env_name(flag)}={environ[env_name(flag)]!r} is not a valid {typ.__name__}")
+        if value is not None:
+            setattr(target, attr, value)
+    if args.bundle:
+        cfg.bundles = args.bundle
+    elif environ.get(env_name("bundles")):
+        cfg.bundles = [b.strip() for b in environ[env_name("bundles")].split(",") if b.strip()]
+    cfg.reflection = not (args.no_reflection or environ.get(env_name("no-reflection"), "") in ("1", "true"))
+    if cfg.scheduler.kind not in ("continuous", "static"):
+        parser.error(f"--scheduler must be continuous or static, got {cfg.scheduler.kind!r}")
+    if bool(cfg.tls_cert) != bool(cfg.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    if cfg.tls_client_ca and not cfg.tls_cert:
+        parser.error("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    return cfg

@@ -1,0 +1,76 @@
+"""Prometheus metrics, built by a factory bound to a registry (tests use a private one).
+
+gRPC metrics keep the go-grpc-prometheus names that dashboards know; translation metrics use the
+`translator_` prefix, base units and closed label sets (model names come from the configuration)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+TOKEN_BUCKETS = (16, 64, 256, 1024, 4096, 16384, 65536)
+REJECTION_REASONS = ("queue_full", "invalid_argument", "unknown_model", "unauthenticated")
+CANCEL_REASONS = ("cancelled", "deadline")
+STAGES = ("tokenize", "encode", "decode")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.grpc_started = Counter("grpc_server_started_total", "RPCs started on the server.",
+                                    GRPC_LABELS, registry=r)
+        self.grpc_handled = Counter("grpc_server_handled_total", "RPCs completed on the server, by code.",
+                                    GRPC_LABELS + ("grpc_code",), registry=r)
+        self.grpc_seconds = Histogram("grpc_server_handling_seconds", "RPC handling time, seconds.",
+                                      GRPC_LABELS, buckets=LATENCY_BUCKETS, registry=r)
+        self.grpc_received = Counter("grpc_server_msg_received_total", "Messages received.",
+                                     GRPC_LABELS, registry=r)
+        self.grpc_sent = Counter("grpc_server_msg_sent_total", "Messages sent.", GRPC_LABELS, registry=r)
+
+        self.batch_size = Histogram("translator_batch_size",
+                                    "Sentences per executed decoder step (per batch in static mode).",
+                                    ["model"], buckets=BATCH_BUCKETS, registry=r)
+        self.batch_rows = Histogram("translator_batch_rows",
+                                    "Decoder rows (hypotheses) per executed decoder step.",
+                                    ["model"], buckets=BATCH_BUCKETS, registry=r)
+        self.batch_tokens = Histogram("translator_batch_tokens",
+                                      "Source tokens per encoder batch, padding included.",
+                                      ["model"], buckets=TOKEN_BUCKETS, registry=r)
+        self.queue_wait = Histogram("translator_queue_wait_seconds",
+                                    "Time a sentence waited before its encoding started.",
+                                    ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_depth = Gauge("translator_queue_depth", "Sentences waiting for admission.",
+                                 ["model"], registry=r)
+        self.rows_in_flight = Gauge("translator_rows_in_flight", "Decoder rows in the running batch.",
+                                    ["model"], registry=r)
+        self.sentences_in_flight = Gauge("translator_sentences_in_flight",
+                                         "Sentences in the running batch.", ["model"], registry=r)
+        self.inference_seconds = Histogram("translator_inference_seconds",
+                                           "Time spent per stage (tokenize, encode, decode step).",
+                                           ["model", "stage"], buckets=LATENCY_BUCKETS, registry=r)
+        self.decode_steps = Counter("translator_decode_steps_total", "Decoder steps executed.",
+                                    ["model"], registry=r)
+        self.source_tokens = Counter("translator_source_tokens_total", "Source subword tokens translated.",
+                                     ["model"], registry=r)
+        self.generated_tokens = Counter("translator_generated_tokens_total",
+                                        "Target subword tokens returned (best hypotheses).",
+                                        ["model"], registry=r)
+        self.sentences = Counter("translator_sentences_total", "Sentences translated.", ["model"], registry=r)
+        self.rejections = Counter("translator_rejections_total", "Requests refused, by reason.",
+                                  ["reason"], registry=r)
+        self.cancellations = Counter("translator_cancellations_total",
+                                     "Sentences dropped before finishing, by reason.", ["reason"], registry=r)
+        self.model_info = Info("translator_model", "Served models.", ["model"], registry=r)
+        for reason in REJECTION_REASONS:
+            self.rejections.labels(reason)
+        for reason in CANCEL_REASONS:
+            self.cancellations.labels(reason)
+
+    def register_model(self, name: str, info: dict[str, str]) -> None:
+        self.model_info.labels(name).info(info)
+        for metric in (self.queue_depth, self.rows_in_flight, self.sentences_in_flight, self.decode_steps,
+                       self.source_tokens, self.generated_tokens, self.sentences):
+            metric.labels(name)

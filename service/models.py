@@ -1,0 +1,71 @@
+"""The served models: each bundle loaded, validated, given its tokenizers and its scheduler."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from nmt.search import SearchOptions, translate_batch
+from nmt.tokenizer import Tokenizer
+from service.bundle import Bundle, BundleError, load_bundle
+from service.config import SchedulerConfig
+from service.metrics import Metrics
+from service.onnx_engine import OnnxEngine
+from service.scheduler import Scheduler
+from translation.v1 import translator_pb2 as pb
+
+
+@dataclass
+class Model:
+    bundle: Bundle
+    engine: OnnxEngine
+    source: Tokenizer
+    target: Tokenizer
+    scheduler: Scheduler
+
+    @property
+    def name(self) -> str:
+        return self.bundle.name
+
+    def info(self, is_default: bool) -> pb.ModelInfo:
+        m = self.bundle.manifest
+        scores = [pb.Score(decoding=k, bleu=v.get("bleu", 0.0), chrf=v.get("chrf", 0.0),
+                           signature=v.get("bleu_signature", ""))
+                  for k, v in sorted(m.get("scores", {}).items())]
+        return pb.ModelInfo(name=self.name, source_language=m.get("source_language", ""),
+                            target_language=m.get("target_language", ""),
+                            source_vocab_size=len(self.source), target_vocab_size=len(self.target),
+                            quantization=m.get("quantization", "none"), scores=scores,
+                            is_default=is_default, parameters=m.get("parameters", 0))
+
+
+def load_models(paths: list[str], metrics: Metrics, cfg: SchedulerConfig, threads: int) -> dict[str, Model]:
+    """Load and validate every bundle; a bad bundle ends start-up with a message naming it."""
+    models: dict[str, Model] = {}
+    for path in paths:
+        bundle = load_bundle(path)
+        if bundle.name in models:
+            raise BundleError(f"{path}: model name {bundle.name!r} is already served by another bundle")
+        engine = OnnxEngine(bundle, threads)
+        model = Model(bundle, engine, Tokenizer(bundle.source_tokenizer), Tokenizer(bundle.target_tokenizer),
+                      Scheduler(engine, bundle.name, metrics, cfg))
+        m = bundle.manifest
+        metrics.register_model(bundle.name, {
+            "source_language": str(m.get("source_language", "")),
+            "target_language": str(m.get("target_language", "")),
+            "quantization": str(m.get("quantization", "none")),
+            "parameters": str(m.get("parameters", ""))})
+        models[bundle.name] = model
+    return models
+
+
+def warm_up(model: Model) -> float:
+    """Translate one sentence (greedy and beam) outside the scheduler; return the seconds it took.
+    Health turns SERVING only after this succeeded for every model."""
+    started = time.perf_counter()
+    ids = [model.source.encode("Ein Test.") or [4]]
+    for beam in (1, 2):
+        hyps = translate_batch(model.engine, ids, SearchOptions(beam_size=beam, max_length=8))
+        if not hyps[0]:
+            raise BundleError(f"{model.bundle.path}: warm-up translation produced nothing")
+    return time.perf_counter() - started

@@ -1,0 +1,130 @@
+"""Building and running the gRPC server (grpc.aio).
+
+grpc.aio, not the threaded server: a threaded server gives each waiting request a worker thread,
+so `max_workers` would silently cap how many requests can share a batch. Here requests are
+coroutines waiting on futures; the decoding happens in one scheduler thread per model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from service.config import ServerConfig
+from service.interceptors import AuthInterceptor, MetricsInterceptor
+from service.metrics import Metrics
+from service.models import Model, load_models, warm_up
+from service.servicer import TranslatorServicer
+from translation.v1 import translator_pb2, translator_pb2_grpc
+
+log = logging.getLogger("service")
+SERVICE_NAME = translator_pb2.DESCRIPTOR.services_by_name["Translator"].full_name
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+@dataclass
+class Server:
+    server: grpc.aio.Server
+    port: int
+    models: dict[str, Model]
+    health: health.aio.HealthServicer
+    metrics: Metrics
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+    async def start(self) -> None:
+        """Start listening (health NOT_SERVING), warm every model up, then report SERVING."""
+        await self.server.start()
+        for model in self.models.values():
+            model.scheduler.start()
+            seconds = await asyncio.to_thread(warm_up, model)
+            log.info("model %s warmed up in %.2fs", model.name, seconds)
+        await self.set_serving(True)
+
+    async def stop(self, grace: float) -> None:
+        """Graceful shutdown: NOT_SERVING at once, refuse new calls, let running ones finish."""
+        await self.set_serving(False)
+        await self.server.stop(grace)
+        for model in self.models.values():
+            await asyncio.to_thread(model.scheduler.stop)
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise StartupError(f"cannot read {path}: {e.strerror}") from None
+
+
+def create_server(cfg: ServerConfig, metrics: Metrics | None = None) -> Server:
+    """Load the bundles and bind the port (0 picks a free one). Nothing is served before `start`."""
+    metrics = metrics or Metrics()
+    models = load_models(cfg.bundles, metrics, cfg.scheduler, cfg.threads)
+    interceptors = [MetricsInterceptor(metrics)]
+    if cfg.auth_token:
+        interceptors.append(AuthInterceptor(cfg.auth_token, metrics))
+    server = grpc.aio.server(interceptors=interceptors, options=[
+        ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share traffic
+        ("grpc.max_receive_message_length", cfg.limits.max_message_bytes),
+        ("grpc.max_send_message_length", 64 << 20),
+    ])
+    translator_pb2_grpc.add_TranslatorServicer_to_server(TranslatorServicer(models, cfg, metrics), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if cfg.reflection:
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME), server)
+    address = f"{cfg.host}:{cfg.port}"
+    try:
+        if cfg.tls_cert:
+            credentials = grpc.ssl_server_credentials(
+                [(_read(cfg.tls_key), _read(cfg.tls_cert))],
+                root_certificates=_read(cfg.tls_client_ca) if cfg.tls_client_ca else None,
+                require_client_auth=bool(cfg.tls_client_ca))
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as e:
+        raise StartupError(f"cannot listen on {address}: {e} (is another server using the port?)") from None
+    if not port:
+        raise StartupError(f"cannot listen on {address} (is another server using the port?)")
+    result = Server(server, port, models, health_servicer, metrics)
+    return result
+
+
+async def serve(cfg: ServerConfig) -> None:
+    from prometheus_client import start_http_server
+
+    srv = create_server(cfg)
+    await srv.set_serving(False)
+    if cfg.metrics_port:
+        try:
+            start_http_server(cfg.metrics_port, registry=srv.metrics.registry)
+        except OSError as e:
+            raise StartupError(f"cannot serve metrics on port {cfg.metrics_port}: {e.strerror}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await srv.start()
+    log.info("serving %s on port %d (metrics on %s), scheduler %s",
+             ", ".join(srv.models), srv.port, cfg.metrics_port or "off", cfg.scheduler.kind)
+    await stop.wait()
+    log.info("shutting down: finishing calls in flight (grace %.1fs)", cfg.grace_seconds)
+    await srv.stop(cfg.grace_seconds)
+    log.info("stopped")

@@ -1,0 +1,120 @@
+"""The Translator servicer: a thin adapter between protobuf messages and the schedulers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from service.config import ServerConfig
+from service.metrics import Metrics
+from service.models import Model
+from service.scheduler import Job
+from service.validation import InvalidArgument, check_texts, check_tokens, search_options
+from translation.v1 import translator_pb2 as pb
+from translation.v1 import translator_pb2_grpc as pb_grpc
+
+JOB_ERRORS = {
+    "deadline": (grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded while translating"),
+    "shutdown": (grpc.StatusCode.UNAVAILABLE, "server is shutting down"),
+    "internal": (grpc.StatusCode.INTERNAL, "decoding failed; the server logged the cause"),
+    "cancelled": (grpc.StatusCode.CANCELLED, "cancelled"),
+}
+
+
+class TranslatorServicer(pb_grpc.TranslatorServicer):
+    def __init__(self, models: dict[str, Model], cfg: ServerConfig, metrics: Metrics) -> None:
+        self.models, self.cfg, self.metrics = models, cfg, metrics
+        self.default = next(iter(models))
+
+    async def Translate(self, request, context):
+        return await self._translate(request, context)
+
+    async def TranslateStream(self, request_iterator, context):
+        async for request in request_iterator:
+            yield await self._translate(request, context)
+
+    async def ListModels(self, request, context):
+        return pb.ListModelsResponse(models=[m.info(name == self.default) for name, m in self.models.items()])
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _translate(self, request, context) -> pb.TranslateResponse:
+        model = self.models.get(request.model or self.default)
+        if model is None:
+            self.metrics.rejections.labels("unknown_model").inc()
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"model {request.model!r} is not served here; served: {', '.join(self.models)}")
+        limits = self.cfg.limits
+        try:
+            options = search_options(request.options, self.cfg.defaults, limits)
+            check_texts(request.texts, limits)
+            started = time.perf_counter()
+            token_ids = model.source.encode_batch(list(request.texts))
+            self.metrics.inference_seconds.labels(model.name, "tokenize").observe(time.perf_counter() - started)
+            check_tokens(token_ids, limits)
+        except InvalidArgument as e:
+            self.metrics.rejections.labels("invalid_argument").inc()
+            await context.abort_with_status(_bad_request(e))
+        remaining = context.time_remaining()
+        budget = limits.max_request_seconds if remaining is None else min(remaining, limits.max_request_seconds)
+        deadline = time.monotonic() + budget
+        loop = asyncio.get_running_loop()
+        futures, jobs = [], []
+        for ids in token_ids:
+            if not ids:  # an empty text translates to an empty text, without the model
+                futures.append(None)
+                continue
+            future = loop.create_future()
+            jobs.append(Job(ids, options, deadline,
+                            on_done=lambda job, f=future: loop.call_soon_threadsafe(_resolve, f, job)))
+            futures.append(future)
+        if jobs and not model.scheduler.submit(jobs):
+            self.metrics.rejections.labels("queue_full").inc()
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"server overloaded: more than {self.cfg.scheduler.max_queue} sentences are "
+                                f"waiting for model {model.name!r}; retry with backoff")
+        try:
+            done = await asyncio.gather(*(f for f in futures if f is not None))
+        except asyncio.CancelledError:  # the client cancelled or its deadline passed
+            model.scheduler.cancel(jobs)
+            raise
+        for job in done:
+            if job.error:
+                code, text = JOB_ERRORS[job.error]
+                await context.abort(code, text)
+        results = iter(done)
+        translations = [self._translation(model, ids, next(results) if f is not None else None, options)
+                        for ids, f in zip(token_ids, futures)]
+        return pb.TranslateResponse(translations=translations, model=model.name)
+
+    @staticmethod
+    def _translation(model: Model, ids: list[int], job: Job | None, options) -> pb.Translation:
+        source_tokens = model.source.pieces(ids)
+        if job is None:
+            return pb.Translation(hypotheses=[pb.Hypothesis(text="")], source_tokens=source_tokens)
+        hypotheses = []
+        for h in job.hypotheses:
+            hyp = pb.Hypothesis(text=model.target.decode(h.token_ids), score=h.score, log_prob=h.log_prob,
+                                tokens=model.target.pieces(h.token_ids))
+            if options.return_attention and h.attention is not None:
+                hyp.attention.extend(pb.AttentionRow(weights=row) for row in h.attention.tolist())
+            hypotheses.append(hyp)
+        return pb.Translation(hypotheses=hypotheses, source_tokens=source_tokens)
+
+
+def _resolve(future: asyncio.Future, job: Job) -> None:
+    if not future.done():
+        future.set_result(job)
+
+
+def _bad_request(error: InvalidArgument):
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.BadRequest(field_violations=[
+        error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in error.violations]))
+    return rpc_status.to_status(status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error),
+                                                  details=[detail]))
