@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-SHADES = " ░▒▓█"
+SHADES = "·░▒▓█"
 
 
 def save_heatmap(weights: np.ndarray, source: list[str], target: list[str], path: str | Path,
@@ -44,5 +44,6 @@ def text_heatmap(weights: np.ndarray, source: list[str], target: list[str]) -> s
         cells = "".join(SHADES[min(int(w * len(SHADES)), len(SHADES) - 1)] * (width - 1) + " " for w in row)
         lines.append(f"{tok:>{label}} {cells}")
     legend = ["", "columns: " + "  ".join(f"{i}={s}" for i, s in enumerate(source)),
-              f"shades: {SHADES[1]} <0.4  {SHADES[2]} <0.6  {SHADES[3]} <0.8  {SHADES[4]} >=0.8"]
+              "shades: " + "  ".join(f"{c} <{(i + 1) / 5:.1f}" for i, c in enumerate(SHADES[:-1]))
+              + f"  {SHADES[-1]} >=0.8"]
     return "\n".join(header + lines + legend)

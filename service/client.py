@@ -1,0 +1,179 @@
+"""Python client and command line for the Translator service.
+
+    from service.client import TranslatorClient
+    with TranslatorClient("localhost:50051") as client:
+        [t] = client.translate(["Ein Mann fährt Fahrrad."], beam_size=5, return_attention=True)
+        print(t.text, t.best.attention.shape)
+
+    python -m service.client "Ein Mann fährt Fahrrad." --beam 5 --attention [--plot out.png]
+    python -m service.client --file sentences.de > sentences.en      (progress bar on stderr)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import grpc
+import numpy as np
+
+from translation.v1 import translator_pb2 as pb
+from translation.v1 import translator_pb2_grpc as pb_grpc
+
+
+@dataclass
+class Hypothesis:
+    text: str
+    score: float
+    log_prob: float
+    tokens: list[str]
+    attention: np.ndarray | None = None  # (len(tokens), len(source_tokens)) when requested
+
+
+@dataclass
+class Translation:
+    hypotheses: list[Hypothesis]
+    source_tokens: list[str] = field(default_factory=list)
+
+    @property
+    def best(self) -> Hypothesis:
+        return self.hypotheses[0]
+
+    @property
+    def text(self) -> str:
+        return self.hypotheses[0].text if self.hypotheses else ""
+
+
+def _translation(t: pb.Translation) -> Translation:
+    hyps = []
+    for h in t.hypotheses:
+        attention = np.array([list(row.weights) for row in h.attention], np.float32) if h.attention else None
+        hyps.append(Hypothesis(h.text, h.score, h.log_prob, list(h.tokens), attention))
+    return Translation(hyps, list(t.source_tokens))
+
+
+class TranslatorClient:
+    def __init__(self, target: str = "localhost:50051", *, token: str | None = None,
+                 root_certificates: bytes | None = None, private_key: bytes | None = None,
+                 certificate_chain: bytes | None = None, timeout: float | None = 60.0) -> None:
+        if root_certificates or certificate_chain:
+            creds = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
+            self.channel = grpc.secure_channel(target, creds)
+        else:
+            self.channel = grpc.insecure_channel(target)
+        self.stub = pb_grpc.TranslatorStub(self.channel)
+        self.metadata = [("authorization", f"Bearer {token}")] if token else None
+        self.timeout = timeout
+
+    def translate(self, texts: list[str], *, model: str = "", beam_size: int = 0, num_hypotheses: int = 0,
+                  length_penalty: float = 0.0, max_output_tokens: int = 0, min_output_tokens: int = 0,
+                  return_attention: bool = False, timeout: float | None = None) -> list[Translation]:
+        """Translate texts in one call; options left at 0 take the server's defaults."""
+        request = self._request(texts, model, beam_size, num_hypotheses, length_penalty, max_output_tokens,
+                                min_output_tokens, return_attention)
+        response = self.stub.Translate(request, timeout=timeout or self.timeout, metadata=self.metadata)
+        return [_translation(t) for t in response.translations]
+
+    def translate_stream(self, batches: Iterable[list[str]], **options) -> Iterator[list[Translation]]:
+        """One response per batch, in order, over one stream."""
+        requests = (self._request(texts, options.get("model", ""), options.get("beam_size", 0),
+                                  options.get("num_hypotheses", 0), options.get("length_penalty", 0.0),
+                                  options.get("max_output_tokens", 0), options.get("min_output_tokens", 0),
+                                  options.get("return_attention", False)) for texts in batches)
+        for response in self.stub.TranslateStream(requests, metadata=self.metadata):
+            yield [_translation(t) for t in response.translations]
+
+    def list_models(self) -> list[pb.ModelInfo]:
+        return list(self.stub.ListModels(pb.ListModelsRequest(), timeout=self.timeout,
+                                         metadata=self.metadata).models)
+
+    @staticmethod
+    def _request(texts, model, beam_size, num_hypotheses, length_penalty, max_output_tokens,
+                 min_output_tokens, return_attention) -> pb.TranslateRequest:
+        options = pb.DecodingOptions(beam_size=beam_size, num_hypotheses=num_hypotheses,
+                                     length_penalty=length_penalty, max_output_tokens=max_output_tokens,
+                                     min_output_tokens=min_output_tokens, return_attention=return_attention)
+        return pb.TranslateRequest(texts=list(texts), model=model, options=options)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "TranslatorClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m service.client", description="Translate with a running server.")
+    p.add_argument("texts", nargs="*", help="texts to translate (none: read --file or stdin, one per line)")
+    p.add_argument("--target", default="localhost:50051", help="server address (default %(default)s)")
+    p.add_argument("--model", default="", help="model name (default: the server's default model)")
+    p.add_argument("--beam", type=int, default=0, help="beam size (1 greedy; default: server default)")
+    p.add_argument("--n-best", type=int, default=0, help="hypotheses per text")
+    p.add_argument("--attention", action="store_true", help="print the attention matrix as a terminal heatmap")
+    p.add_argument("--plot", metavar="PNG", help="save the attention heatmap of the first text (needs matplotlib)")
+    p.add_argument("--file", help="read texts from this file, one per line")
+    p.add_argument("--batch", type=int, default=16, help="texts per request when reading a file (default %(default)s)")
+    p.add_argument("--token", help="bearer token")
+    p.add_argument("--ca", help="CA certificate (PEM) for TLS")
+    p.add_argument("--cert", help="client certificate (PEM) for mutual TLS")
+    p.add_argument("--key", help="client key (PEM) for mutual TLS")
+    p.add_argument("--list-models", action="store_true", help="list the served models and exit")
+    args = p.parse_args(argv)
+    read = lambda path: open(path, "rb").read() if path else None  # noqa: E731
+    client = TranslatorClient(args.target, token=args.token, root_certificates=read(args.ca),
+                              certificate_chain=read(args.cert), private_key=read(args.key))
+    want_attention = args.attention or bool(args.plot)
+    try:
+        if args.list_models:
+            for m in client.list_models():
+                scores = ", ".join(f"{s.decoding} BLEU {s.bleu:.1f}" for s in m.scores)
+                print(f"{m.name}{' (default)' if m.is_default else ''}: {m.source_language}->{m.target_language}, "
+                      f"quantization {m.quantization}{'; ' + scores if scores else ''}")
+            return 0
+        if args.texts:
+            results = client.translate(args.texts, model=args.model, beam_size=args.beam,
+                                       num_hypotheses=args.n_best, return_attention=want_attention)
+            _show(results, args)
+        else:
+            _translate_lines(client, args)
+    except grpc.RpcError as e:
+        print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    return 0
+
+
+def _show(results: list[Translation], args) -> None:
+    from nmt.heatmap import save_heatmap, text_heatmap
+
+    for i, t in enumerate(results):
+        for rank, h in enumerate(t.hypotheses):
+            prefix = f"[{rank + 1}] " if len(t.hypotheses) > 1 else ""
+            print(f"{prefix}{h.text}\t(score {h.score:.3f})" if len(t.hypotheses) > 1 else h.text)
+        if args.attention and t.hypotheses and t.best.attention is not None:
+            print(text_heatmap(t.best.attention, t.source_tokens, t.best.tokens))
+        if args.plot and i == 0 and t.hypotheses and t.best.attention is not None:
+            path = save_heatmap(t.best.attention, t.source_tokens, t.best.tokens, args.plot, title=t.best.text)
+            print(f"attention heatmap saved to {path}", file=sys.stderr)
+
+
+def _translate_lines(client: TranslatorClient, args) -> None:
+    from tqdm import tqdm
+
+    lines = [line.rstrip("\n") for line in (open(args.file, encoding="utf-8") if args.file else sys.stdin)]
+    batches = [lines[i:i + args.batch] for i in range(0, len(lines), args.batch)]
+    with tqdm(total=len(lines), unit="sentence", file=sys.stderr, desc="translating") as bar:
+        for results in client.translate_stream(batches, model=args.model, beam_size=args.beam):
+            for t in results:
+                print(t.text)
+            bar.update(len(results))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
