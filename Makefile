@@ -6,9 +6,19 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 50051
 METRICS_PORT ?= 9090
 
+TOOLS  := .tools
+PROMTOOL := $(TOOLS)/usr/bin/promtool
+
 .PHONY: install run test bench clean protos
 
-install: $(STAMP)
+install: $(STAMP) $(PROMTOOL)
+
+# promtool and prometheus from Debian's package, unpacked locally (no system-wide install).
+$(PROMTOOL):
+	mkdir -p $(TOOLS)/deb
+	cd $(TOOLS)/deb && (apt-get download prometheus 2>/dev/null || (apt-get update -qq && apt-get download prometheus))
+	dpkg-deb -x $(TOOLS)/deb/prometheus_*.deb $(TOOLS)
+	rm -rf $(TOOLS)/deb
 
 # torch is pinned through constraints.txt: any other version pulls several GB of CUDA packages.
 $(STAMP): pyproject.toml constraints.txt
@@ -25,4 +35,4 @@ test: install
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(TOOLS) build dist *.egg-info

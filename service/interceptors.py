@@ -41,7 +41,32 @@ def _from_int(value: int) -> str:
     return next((s.name for s in grpc.StatusCode if s.value[0] == value), "UNKNOWN")
 
 
+class _Undecodable:
+    """Stands for request bytes that do not parse: the handler answers INVALID_ARGUMENT instead of
+    the library's UNKNOWN."""
+
+
+UNDECODABLE = _Undecodable()
+UNDECODABLE_TEXT = "request bytes are not a valid message of this method's request type"
+
+
+def _safe(deserializer):
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes):
+        try:
+            return deserializer(data)
+        except Exception:  # protobuf raises DecodeError (and others for deeply broken input)
+            return UNDECODABLE
+
+    return parse
+
+
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts every RPC with the go-grpc-prometheus metrics, and turns undecodable requests into
+    INVALID_ARGUMENT."""
+
     def __init__(self, metrics: Metrics) -> None:
         self.m = metrics
 
@@ -66,6 +91,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 m.grpc_received.labels(*labels).inc()
                 error = None
                 try:
+                    if request is UNDECODABLE:
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE_TEXT)
                     response = await inner(request, context)
                     m.grpc_sent.labels(*labels).inc()
                     return response
@@ -75,7 +102,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     finish(context, started, error)
 
-            return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer,
+            return grpc.unary_unary_rpc_method_handler(unary, _safe(handler.request_deserializer),
                                                        handler.response_serializer)
         if handler.stream_stream:
             inner_stream = handler.stream_stream
@@ -87,6 +114,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 async def counted():
                     async for request in request_iterator:
                         m.grpc_received.labels(*labels).inc()
+                        if request is UNDECODABLE:
+                            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE_TEXT)
                         yield request
 
                 error = None
@@ -100,7 +129,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     finish(context, started, error)
 
-            return grpc.stream_stream_rpc_method_handler(stream, handler.request_deserializer,
+            return grpc.stream_stream_rpc_method_handler(stream, _safe(handler.request_deserializer),
                                                          handler.response_serializer)
         return handler  # unary-stream / stream-unary: none in our services except health Watch
 

@@ -36,7 +36,7 @@ class Job:
     deadline: float  # time.monotonic() by which it must be answered
     on_done: Callable[["Job"], None]
     enqueued: float = field(default_factory=time.monotonic)
-    cancelled: bool = False
+    cancelled: str | None = None  # why the caller gave up: "cancelled" or "deadline"
     hypotheses: list[Hypothesis] | None = None
     error: str | None = None  # "deadline", "cancelled", "shutdown" or "internal"
     request: SearchRequest | None = None
@@ -73,11 +73,11 @@ class Scheduler:
             self._cond.notify()
         return True
 
-    def cancel(self, jobs: list[Job]) -> None:
-        """Mark jobs cancelled; they leave the queue or the running batch before the next step."""
+    def cancel(self, jobs: list[Job], reason: str = "cancelled") -> None:
+        """Mark jobs abandoned; they leave the queue or the running batch before the next step."""
         with self._cond:
             for job in jobs:
-                job.cancelled = True
+                job.cancelled = reason
             self._cond.notify()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -105,6 +105,7 @@ class Scheduler:
                 self._drop_abandoned()
                 if len(self.search):
                     self._step()
+                self._publish()
             except Exception:  # keep serving: fail what was running, start clean
                 log.exception("decoding failed; failing %d sentences", len(self._in_flight))
                 for job in self._in_flight.values():
@@ -148,7 +149,7 @@ class Scheduler:
         live = []
         for job in jobs:
             if job.cancelled or now >= job.deadline:
-                self._abandon(job, "cancelled" if job.cancelled else "deadline")
+                self._abandon(job, job.cancelled or "deadline")
             else:
                 live.append(job)
         if not live:
@@ -175,7 +176,7 @@ class Scheduler:
             self.search.remove([job.request for job in gone])
             for job in gone:
                 del self._in_flight[id(job.request)]
-                self._abandon(job, "cancelled" if job.cancelled else "deadline")
+                self._abandon(job, job.cancelled or "deadline")
 
     def _abandon(self, job: Job, reason: str) -> None:
         self.metrics.cancellations.labels(reason).inc()
@@ -186,8 +187,6 @@ class Scheduler:
         if self.cfg.kind == "continuous":
             m.batch_size.labels(model).observe(len(self.search.requests))
         m.batch_rows.labels(model).observe(len(self.search))
-        m.rows_in_flight.labels(model).set(len(self.search))
-        m.sentences_in_flight.labels(model).set(len(self.search.requests))
         started = time.perf_counter()
         finished = self.search.advance()
         m.inference_seconds.labels(model, "decode").observe(time.perf_counter() - started)
@@ -199,6 +198,7 @@ class Scheduler:
             if request.hypotheses:
                 m.generated_tokens.labels(model).inc(len(request.hypotheses[0].token_ids))
             job.finish()
-        if not len(self.search):
-            m.rows_in_flight.labels(model).set(0)
-            m.sentences_in_flight.labels(model).set(0)
+
+    def _publish(self) -> None:
+        self.metrics.rows_in_flight.labels(self.model).set(len(self.search))
+        self.metrics.sentences_in_flight.labels(self.model).set(len(self.search.requests))

@@ -81,7 +81,8 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
         try:
             done = await asyncio.gather(*(f for f in futures if f is not None))
         except asyncio.CancelledError:  # the client cancelled or its deadline passed
-            model.scheduler.cancel(jobs)
+            remaining = context.time_remaining()
+            model.scheduler.cancel(jobs, "deadline" if remaining is not None and remaining <= 0.001 else "cancelled")
             raise
         for job in done:
             if job.error:
