@@ -85,7 +85,8 @@ class Scheduler:
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
 
     # -- the scheduler thread ---------------------------------------------------------------
 

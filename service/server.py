@@ -39,6 +39,7 @@ class Server:
     models: dict[str, Model]
     health: health.aio.HealthServicer
     metrics: Metrics
+    servicer: TranslatorServicer
 
     async def set_serving(self, serving: bool) -> None:
         status = (health_pb2.HealthCheckResponse.SERVING if serving
@@ -49,6 +50,10 @@ class Server:
     async def start(self) -> None:
         """Start listening (health NOT_SERVING), warm every model up, then report SERVING."""
         await self.server.start()
+        await self.ready()
+
+    async def ready(self) -> None:
+        """Start the schedulers and warm every model up; SERVING only once all succeeded."""
         for model in self.models.values():
             model.scheduler.start()
             seconds = await asyncio.to_thread(warm_up, model)
@@ -56,9 +61,15 @@ class Server:
         await self.set_serving(True)
 
     async def stop(self, grace: float) -> None:
-        """Graceful shutdown: NOT_SERVING at once, refuse new calls, let running ones finish."""
+        """Graceful shutdown: health NOT_SERVING and new translations refused (UNAVAILABLE) at once,
+        running translations finish (within `grace` seconds), then the server closes."""
         await self.set_serving(False)
-        await self.server.stop(grace)
+        self.servicer.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.servicer.in_flight and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await self.server.stop(max(0.0, deadline - loop.time()))
         for model in self.models.values():
             await asyncio.to_thread(model.scheduler.stop)
 
@@ -82,7 +93,8 @@ def create_server(cfg: ServerConfig, metrics: Metrics | None = None) -> Server:
         ("grpc.max_receive_message_length", cfg.limits.max_message_bytes),
         ("grpc.max_send_message_length", 64 << 20),
     ])
-    translator_pb2_grpc.add_TranslatorServicer_to_server(TranslatorServicer(models, cfg, metrics), server)
+    servicer = TranslatorServicer(models, cfg, metrics)
+    translator_pb2_grpc.add_TranslatorServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if cfg.reflection:
@@ -103,8 +115,7 @@ def create_server(cfg: ServerConfig, metrics: Metrics | None = None) -> Server:
         raise StartupError(f"cannot listen on {address}: {e} (is another server using the port?)") from None
     if not port:
         raise StartupError(f"cannot listen on {address} (is another server using the port?)")
-    result = Server(server, port, models, health_servicer, metrics)
-    return result
+    return Server(server, port, models, health_servicer, metrics, servicer)
 
 
 async def serve(cfg: ServerConfig) -> None:

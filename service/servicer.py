@@ -30,6 +30,8 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
     def __init__(self, models: dict[str, Model], cfg: ServerConfig, metrics: Metrics) -> None:
         self.models, self.cfg, self.metrics = models, cfg, metrics
         self.default = next(iter(models))
+        self.draining = False  # shutting down: refuse new translations, finish running ones
+        self.in_flight = 0
 
     async def Translate(self, request, context):
         return await self._translate(request, context)
@@ -44,6 +46,15 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
     # -- internals ---------------------------------------------------------------------------
 
     async def _translate(self, request, context) -> pb.TranslateResponse:
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry elsewhere")
+        self.in_flight += 1
+        try:
+            return await self._translate_now(request, context)
+        finally:
+            self.in_flight -= 1
+
+    async def _translate_now(self, request, context) -> pb.TranslateResponse:
         model = self.models.get(request.model or self.default)
         if model is None:
             self.metrics.rejections.labels("unknown_model").inc()

@@ -76,3 +76,34 @@ class TinyEngine:
     def _from_code(self, code: int) -> np.ndarray:
         logits = np.random.default_rng([self.seed, code]).normal(size=self.vocab) * 2
         return logits - np.log(np.exp(logits).sum())
+
+
+class LengthEngine:
+    """An engine whose output length you control: a sentence whose first source id is n yields
+    n tokens (id 5) then EOS. `delay` seconds per step make batches take measurable time."""
+
+    bos_id, eos_id = 2, 3
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.steps = 0
+
+    def encode(self, src_ids, src_lengths):
+        b, s = src_ids.shape
+        mask = np.arange(s)[None, :] < src_lengths[:, None]
+        return {"memory": np.zeros((b, s, 1), np.float32), "keys": np.zeros((b, s, 1), np.float32),
+                "mask": mask, "left": src_ids[:, 0].astype(np.int64)}
+
+    def step(self, prev_ids, state, k):
+        import time
+
+        time.sleep(self.delay)
+        self.steps += 1
+        n = len(prev_ids)
+        left = state["left"] - (prev_ids != self.bos_id)
+        best = np.where(left > 0, 5, self.eos_id)
+        other = np.where(left > 0, self.eos_id, 5)
+        ids = np.stack([best, other] + [np.full(n, 6 + j) for j in range(max(k - 2, 0))], 1)[:, :k]
+        lp = np.log(np.array([0.9, 0.05] + [0.05 / max(k - 2, 1)] * max(k - 2, 0), np.float32))[:k]
+        attn = state["mask"] / state["mask"].sum(1, keepdims=True)
+        return np.tile(lp, (n, 1)), ids.astype(np.int64), attn.astype(np.float32), {**state, "left": left}
