@@ -1,0 +1,98 @@
+"""Export: a tiny trained model round-trips through ONNX; bundles are validated; serving needs no torch."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nmt.search import SearchOptions, translate_batch
+from service.bundle import BundleError, load_bundle
+from service.onnx_engine import OnnxEngine
+from tests.servers import DEMO
+from training import checkpoint
+from training.torch_engine import TorchEngine
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "tiny-bundle"
+    run = subprocess.run([sys.executable, "-m", "export", "--checkpoint", str(tiny_checkpoint[1]),
+                          "--out", str(out), "--verify-sentences", "50"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "100.00% identical" in run.stdout
+    return out
+
+
+def test_exported_bundle_translates_like_pytorch(tiny_checkpoint, tiny_bundle):
+    model = checkpoint.build_model(checkpoint.load(tiny_checkpoint[1]))
+    torch_engine, onnx_engine = TorchEngine(model), OnnxEngine(load_bundle(tiny_bundle))
+    rng = np.random.default_rng(0)
+    sources = [rng.integers(4, model.cfg.src_vocab_size, size=n).tolist() for n in (1, 9, 3, 14, 6, 2)]
+    for batch in (1, 6):
+        for options in (SearchOptions(max_length=20), SearchOptions(beam_size=3, num_hypotheses=2, max_length=20)):
+            a = translate_batch(torch_engine, sources, options, max_batch=batch)
+            b = translate_batch(onnx_engine, sources, options, max_batch=batch)
+            for x, y in zip(a, b):
+                assert [h.token_ids for h in x] == [h.token_ids for h in y]
+                np.testing.assert_allclose([h.log_prob for h in x], [h.log_prob for h in y], atol=1e-3)
+    # padding must not change a sentence's result
+    alone = [translate_batch(onnx_engine, [s], SearchOptions(max_length=20))[0][0].token_ids for s in sources]
+    mixed = [h[0].token_ids for h in translate_batch(onnx_engine, sources, SearchOptions(max_length=20))]
+    assert alone == mixed
+
+
+def test_manifest_describes_the_bundle(tiny_bundle):
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    assert manifest["format_version"] == 1 and manifest["quantization"] == "none"
+    assert set(manifest["files"]) == {"encoder.onnx", "decoder.onnx", "spm.joint.model", "MODEL_CARD.md"}
+    assert [i["name"] for i in manifest["graphs"]["decoder"]["inputs"]][:2] == ["prev_ids", "k"]
+    assert manifest["verification"]["parity_greedy"]["identical"] == 1.0
+    card = (tiny_bundle / "MODEL_CARD.md").read_text()
+    assert "# Model card: tiny-bundle" in card and "identical" in card and "How to reproduce" in card
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("flip", r"encoder.onnx: sha256 .* does not match manifest.json"),
+    ("missing", r"decoder.onnx: missing \(listed in manifest.json\)"),
+    ("version", r"format_version 99 is not supported"),
+    ("no-manifest", r"manifest.json: missing"),
+])
+def test_bundle_validation_names_file_and_mismatch(tiny_bundle, tmp_path, damage, message):
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    if damage == "flip":
+        data = bytearray((bundle / "encoder.onnx").read_bytes())
+        data[100] ^= 1
+        (bundle / "encoder.onnx").write_bytes(bytes(data))
+    elif damage == "missing":
+        (bundle / "decoder.onnx").unlink()
+    elif damage == "version":
+        m = json.loads((bundle / "manifest.json").read_text())
+        m["format_version"] = 99
+        (bundle / "manifest.json").write_text(json.dumps(m))
+    else:
+        (bundle / "manifest.json").unlink()
+    with pytest.raises(BundleError, match=message):
+        load_bundle(bundle)
+
+
+def test_demo_bundle_is_committed_and_valid():
+    bundle = load_bundle(DEMO)
+    assert sum(f.stat().st_size for f in DEMO.iterdir()) <= 30 * 1024 * 1024
+    assert bundle.manifest["source_language"] == "de" and bundle.manifest["target_language"] == "en"
+    assert "non-commercial" in (DEMO / "MODEL_CARD.md").read_text()
+
+
+def test_serving_code_imports_without_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
+            "import service.__main__, service.server, service.client, service.healthcheck, service.onnx_engine\n"
+            "assert 'training' not in sys.modules and 'export' not in sys.modules\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
