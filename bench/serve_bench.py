@@ -1,0 +1,157 @@
+"""Does batching pay? One client at a time vs 32 concurrent clients (one sentence per call), with
+continuous and static batching, greedy and beam search, against the real server on loopback.
+
+    python bench/serve_bench.py [--bundle models/demo-de-en] [--sentences 256] [--clients 32]
+
+Prints a table (sentences/s, ratio to one client at a time, mean sentences per executed decoder
+step, p50/p99 latency, outputs identical to the one-at-a-time run) and saves bench/out/serve.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from service.client import TranslatorClient  # noqa: E402
+
+MULTI30K = ROOT.parent / "shared" / "data" / "multi30k" / "test_2016_flickr.de.gz"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sentences(count: int) -> list[str]:
+    if MULTI30K.exists():
+        lines = gzip.open(MULTI30K, "rt", encoding="utf-8").read().splitlines()
+    else:
+        lines = (ROOT / "configs" / "samples.de").read_text(encoding="utf-8").splitlines()
+    return [lines[i % len(lines)] for i in range(count)]
+
+
+class Server:
+    def __init__(self, bundle: str, scheduler: str) -> None:
+        self.port, self.metrics_port = free_port(), free_port()
+        env = {**os.environ, "TRANSLATOR_BUNDLES": bundle, "TRANSLATOR_PORT": str(self.port),
+               "TRANSLATOR_METRICS_PORT": str(self.metrics_port), "TRANSLATOR_SCHEDULER": scheduler,
+               "TRANSLATOR_HOST": "127.0.0.1", "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=ROOT,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        health = [sys.executable, "-m", "service.healthcheck", "--target", f"127.0.0.1:{self.port}"]
+        deadline = time.monotonic() + 60
+        while subprocess.run(health, capture_output=True, cwd=ROOT).returncode != 0:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("server did not start")
+            time.sleep(0.3)
+
+    def batch_stats(self) -> tuple[float, float]:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics").read().decode()
+        values = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name in ("translator_batch_size_sum", "translator_batch_size_count"):
+                    values[s.name] = values.get(s.name, 0.0) + s.value
+        return values.get("translator_batch_size_sum", 0.0), values.get("translator_batch_size_count", 0.0)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def run(server: Server, texts: list[str], clients: int, beam: int) -> dict:
+    before = server.batch_stats()
+    target = f"127.0.0.1:{server.port}"
+    channels = [TranslatorClient(target) for _ in range(clients)]
+
+    def call(i: int):
+        started = time.perf_counter()
+        out = channels[i % clients].translate([texts[i]], beam_size=beam)[0].text
+        return out, time.perf_counter() - started
+
+    started = time.perf_counter()
+    if clients == 1:
+        results = [call(i) for i in range(len(texts))]
+    else:
+        with ThreadPoolExecutor(clients) as pool:
+            results = list(pool.map(call, range(len(texts))))
+    elapsed = time.perf_counter() - started
+    for c in channels:
+        c.close()
+    after = server.batch_stats()
+    latencies = sorted(r[1] for r in results)
+    return {"outputs": [r[0] for r in results], "rate": len(texts) / elapsed,
+            "batch": (after[0] - before[0]) / max(after[1] - before[1], 1),
+            "p50": statistics.median(latencies), "p99": latencies[int(0.99 * (len(latencies) - 1))]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", default=str(ROOT / "models" / "demo-de-en"))
+    p.add_argument("--sentences", type=int, default=256)
+    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--beams", default="1,5")
+    p.add_argument("--out", default=str(ROOT / "bench" / "out" / "serve.png"))
+    args = p.parse_args()
+    texts = sentences(args.sentences)
+    rows = []
+    for scheduler in ("continuous", "static"):
+        server = Server(args.bundle, scheduler)
+        try:
+            for beam in (int(b) for b in args.beams.split(",")):
+                run(server, texts[:16], 4, beam)  # warm caches
+                if scheduler == "continuous":
+                    rows.append(("1 client at a time", scheduler, beam, run(server, texts, 1, beam)))
+                rows.append((f"{args.clients} concurrent", scheduler, beam, run(server, texts, args.clients, beam)))
+        finally:
+            server.stop()
+    baseline = {beam: r for name, sched, beam, r in rows if name.startswith("1 client")}
+    print(f"\n{len(texts)} sentences, one per call, bundle {args.bundle}\n")
+    print(f"{'clients':<20}{'scheduler':<12}{'beam':>5}{'sent/s':>9}{'ratio':>7}{'batch':>7}"
+          f"{'p50 ms':>8}{'p99 ms':>8}  identical")
+    for name, sched, beam, r in rows:
+        base = baseline[beam]
+        same = sum(a == b for a, b in zip(r["outputs"], base["outputs"])) / len(texts)
+        print(f"{name:<20}{sched:<12}{beam:>5}{r['rate']:>9.1f}{r['rate'] / base['rate']:>6.2f}x"
+              f"{r['batch']:>7.1f}{r['p50'] * 1000:>8.0f}{r['p99'] * 1000:>8.0f}  {same:.1%}")
+    plot(rows, baseline, Path(args.out))
+
+
+def plot(rows, baseline, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    labels = [f"{name}\n{sched}, beam {beam}" for name, sched, beam, _ in rows]
+    ratios = [r["rate"] / baseline[beam]["rate"] for _, _, beam, r in rows]
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    ax.bar(range(len(rows)), ratios, color=["#888" if n.startswith("1 client") else "#345" for n, *_ in rows])
+    ax.set_xticks(range(len(rows)), labels, fontsize=7)
+    ax.set_ylabel("sentences/s vs one client at a time")
+    ax.axhline(1, color="k", lw=0.5)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    print(f"\nplot saved to {path}")
+
+
+if __name__ == "__main__":
+    main()
