@@ -29,7 +29,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: install
-	$(PY) -m training translate --checkpoint models/checkpoints/demo-de-en.pt --beam 5 < configs/samples.de
+	$(PY) -m service --bundle models/demo-de-en --port $(PORT) --metrics-port $(METRICS_PORT)
+
+bench: install
+	$(PY) bench/serve_bench.py
 
 test: install
 	$(PY) -m pytest -q
