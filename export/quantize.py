@@ -3,8 +3,9 @@
 - int8-dynamic: onnxruntime's `quantize_dynamic` (MatMul/Gemm/Gather weights int8, activations
   quantized at run time with ONE scale for the whole batch tensor, so a sentence's output depends on
   the other sentences in its batch);
-- int8: weight-only 8-bit block quantization (MatMulNBits), activations stay fp32 per row, so
-  outputs do not depend on the batch.
+- int8: weight-only 8-bit block quantization (MatMulNBits, blocks of 32) of every MatMul and Gemm
+  (rewritten as MatMul + Add); activations stay fp32 per row, so outputs do not depend on the batch.
+  Embeddings and the encoder's GRU weights stay in fp16 storage.
 """
 
 from __future__ import annotations
@@ -26,10 +27,43 @@ def apply(path: Path, mode: str) -> None:
     if mode == "int8":
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-        model = onnx.load(str(path))
+        model = gemm_to_matmul(onnx.load(str(path)))
         quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=32, is_symmetric=True,
-                                         accuracy_level=0, op_types_to_quantize=("MatMul", "Gather"))
+                                         accuracy_level=0, op_types_to_quantize=("MatMul",))
         quantizer.process()
         quantizer.model.save_model_to_file(str(path), use_external_data_format=False)
         return
     raise ValueError(f"unknown quantization {mode!r}; choose from {', '.join(MODES)}")
+
+
+def gemm_to_matmul(model):
+    """Rewrite Gemm(A, W, b) with a constant W as MatMul(A, W') + b, which MatMulNBits quantizes."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if (node.op_type != "Gemm" or node.input[1] not in inits or attrs.get("transA", 0)
+                or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0):
+            nodes.append(node)
+            continue
+        weight = numpy_helper.to_array(inits[node.input[1]])
+        if attrs.get("transB", 0):
+            weight = weight.T
+        w_name = node.input[1] + "_kn"
+        graph.initializer.append(numpy_helper.from_array(weight.copy(), w_name))
+        product = node.output[0] + "_matmul" if len(node.input) > 2 else node.output[0]
+        nodes.append(helper.make_node("MatMul", [node.input[0], w_name], [product], name=node.name + "_matmul"))
+        if len(node.input) > 2:
+            nodes.append(helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=node.name + "_bias"))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {i for n in graph.node for i in n.input}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    onnx.checker.check_model(model)
+    return model
