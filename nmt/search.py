@@ -135,10 +135,11 @@ class BatchSearch:
         self.row_len = np.concatenate([self.row_len, np.zeros(n, np.int64)])
         width = self.history.shape[1]
         self.history = np.concatenate([self.history, np.zeros((n, width), np.int64)])
-        src = self.state["mask"].shape[1]
+        # Attention history is kept (source axis non-empty) only while some request asks for it.
+        src = self.state["mask"].shape[1] if self._attn[self.row_slot].any() else 0
         old = self.attn_history
         attn = np.zeros((len(self.row_slot), width, src), np.float32)
-        if len(old):
+        if len(old) and old.shape[2]:
             attn[: len(old), :, : old.shape[2]] = old
         self.attn_history = attn
 
@@ -221,7 +222,9 @@ class BatchSearch:
         if parents is not None:
             self.row_len = self.row_len[rows] + 1
             history = np.concatenate([history, self.row_last[:, None]], axis=1)
-            attn_history = np.concatenate([attn_history, attention[parents][:, None, :]], axis=1)
+            step_attn = (attention[parents][:, None, :] if attn_history.shape[2]
+                         else np.zeros((len(rows), 1, 0), np.float32))
+            attn_history = np.concatenate([attn_history, step_attn], axis=1)
         else:
             self.row_len = self.row_len[rows]
         # Right-aligned histories only need as many columns as the longest live row.
@@ -230,8 +233,8 @@ class BatchSearch:
         attn_history = attn_history[:, attn_history.shape[1] - width:]
         if not same_layout and len(rows):
             self.state = trim_source(self.state)
-        src = self.state["mask"].shape[1] if self.state else 0
-        self.attn_history = attn_history[:, :, :src] if src else attn_history[:, :, :0]
+        tracking = self.state and attn_history.shape[2] and self._attn[self.row_slot].any()
+        self.attn_history = attn_history[:, :, : self.state["mask"].shape[1]] if tracking else attn_history[:, :, :0]
         if not len(rows):
             self.state = {}
 
