@@ -64,7 +64,6 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop after this long (0: no limit), for a fixed time budget
     valid_every: int = 500
     save_every: int = 500
-    keep_checkpoints: int = 2
     patience: int = 8  # early stopping: validations without a better BLEU
     lr_decay: float = 0.5
     lr_patience: int = 2
