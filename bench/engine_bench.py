@@ -11,7 +11,6 @@ Prints sentences/s per configuration and the ratio to ONNX Runtime fp32; saves b
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import subprocess
 import sys
@@ -20,16 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-MULTI30K = ROOT.parent / "shared" / "data" / "multi30k" / "test_2016_flickr.de.gz"
+
+from bench.common import sample_sentences  # noqa: E402
 CONFIGS = [("greedy", 1, 1), ("greedy", 1, 32), ("greedy", 1, 128), ("beam 5", 5, 32)]
-
-
-def texts(count: int) -> list[str]:
-    if MULTI30K.exists():
-        lines = gzip.open(MULTI30K, "rt", encoding="utf-8").read().splitlines()
-    else:
-        lines = (ROOT / "configs" / "samples.de").read_text(encoding="utf-8").splitlines()
-    return [lines[i % len(lines)] for i in range(count)]
 
 
 def measure(kind: str, path: str, count: int) -> None:
@@ -56,7 +48,7 @@ def measure(kind: str, path: str, count: int) -> None:
         bundle = load_bundle(path)
         engine = OnnxEngine(bundle, threads=2)
         tok = Tokenizer(bundle.source_tokenizer)
-    ids = tok.encode_batch(texts(count))
+    ids = tok.encode_batch(sample_sentences(count))
     for name, beam, batch in CONFIGS:
         n = min(len(ids), 64) if batch == 1 else len(ids)
         translate_batch(engine, ids[:8], SearchOptions(beam_size=beam), max_batch=batch)  # warm up

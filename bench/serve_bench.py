@@ -10,7 +10,6 @@ step, p50/p99 latency, outputs identical to the one-at-a-time run) and saves ben
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import socket
 import statistics
@@ -24,25 +23,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import sample_sentences  # noqa: E402
+
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from service.client import TranslatorClient  # noqa: E402
 
-MULTI30K = ROOT.parent / "shared" / "data" / "multi30k" / "test_2016_flickr.de.gz"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def sentences(count: int) -> list[str]:
-    if MULTI30K.exists():
-        lines = gzip.open(MULTI30K, "rt", encoding="utf-8").read().splitlines()
-    else:
-        lines = (ROOT / "configs" / "samples.de").read_text(encoding="utf-8").splitlines()
-    return [lines[i % len(lines)] for i in range(count)]
 
 
 class Server:
@@ -108,7 +100,7 @@ def main() -> None:
     p.add_argument("--beams", default="1,5")
     p.add_argument("--out", default=str(ROOT / "bench" / "out" / "serve.png"))
     args = p.parse_args()
-    texts = sentences(args.sentences)
+    texts = sample_sentences(args.sentences)
     rows = []
     for scheduler in ("continuous", "static"):
         server = Server(args.bundle, scheduler)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import threading
 from pathlib import Path
 
@@ -14,6 +15,12 @@ from service.metrics import Metrics
 from service.server import create_server
 
 DEMO = Path(DEMO_BUNDLE)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def make_config(**changes) -> ServerConfig:

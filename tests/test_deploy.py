@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from service.client import TranslatorClient
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -25,12 +25,6 @@ PROMTOOL = ROOT / ".tools" / "usr" / "bin" / "promtool"
 PROMETHEUS = ROOT / ".tools" / "usr" / "bin" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "translator.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dashboard_queries() -> list[str]:

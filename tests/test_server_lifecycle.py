@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.client import TranslatorClient
 from service.server import StartupError, create_server
-from tests.servers import DEMO, RunningServer, make_config
+from tests.servers import DEMO, RunningServer, free_port, make_config
 from translation.v1 import translator_pb2 as pb
 from translation.v1 import translator_pb2_grpc as pb_grpc
 
@@ -26,12 +25,6 @@ SLOW = pb.DecodingOptions(beam_size=4, min_output_tokens=120, max_output_tokens=
 
 def health(channel, service=""):
     return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_not_serving_until_warmed_up_then_serving():

@@ -1,0 +1,16 @@
+"""Shared by the benchmarks: the sentences they translate."""
+
+import gzip
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MULTI30K = ROOT.parent / "shared" / "data" / "multi30k" / "test_2016_flickr.de.gz"
+
+
+def sample_sentences(count: int) -> list[str]:
+    """`count` German sentences: Multi30k test_2016_flickr when present, else configs/samples.de."""
+    if MULTI30K.exists():
+        lines = gzip.open(MULTI30K, "rt", encoding="utf-8").read().splitlines()
+    else:
+        lines = (ROOT / "configs" / "samples.de").read_text(encoding="utf-8").splitlines()
+    return [lines[i % len(lines)] for i in range(count)]
