@@ -208,3 +208,34 @@ def test_fuzzed_requests_get_only_ok_or_invalid_argument(server):
             garbage(bytes(rng.randrange(256) for _ in range(rng.randint(1, 200))) + b"\xff\xff\xff", timeout=5)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert s.Translate(pb.TranslateRequest(texts=["Hallo."])).translations
+
+
+def test_cli_prints_translation_heatmap_and_plot(server, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    png = tmp_path / "attention.png"
+    run = subprocess.run([sys.executable, "-m", "service.client", SENTENCES[0], "--target", server.address,
+                          "--beam", "3", "--attention", "--plot", str(png)],
+                         capture_output=True, text=True, cwd=root, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "columns: 0=▁Ein" in run.stdout and "shades:" in run.stdout
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "in.de").write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "service.client", "--file", str(tmp_path / "in.de"),
+                          "--target", server.address, "--batch", "4"],
+                         capture_output=True, text=True, cwd=root, timeout=60)
+    assert run.returncode == 0 and len(run.stdout.splitlines()) == len(SENTENCES)
+    assert "translating" in run.stderr and "6/6" in run.stderr  # the progress bar
+    run = subprocess.run([sys.executable, "-m", "service.client", "x", "--target", server.address, "--beam", "9"],
+                         capture_output=True, text=True, cwd=root, timeout=60)
+    assert run.returncode == 1 and run.stderr.startswith("error: INVALID_ARGUMENT: options.beam_size")
+
+
+def test_reflection_lists_the_services(server):
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    services = ProtoReflectionDescriptorDatabase(server.channel()).get_services()
+    assert {"translation.v1.Translator", "grpc.health.v1.Health"} <= set(services)

@@ -1,0 +1,32 @@
+"""Server configuration: flags over environment over defaults; bad values are refused."""
+
+import pytest
+
+from service.config import DEMO_BUNDLE, parse_args
+
+
+def test_defaults_work():
+    cfg = parse_args([], environ={})
+    assert cfg.bundles == [DEMO_BUNDLE] and cfg.port == 50051 and cfg.scheduler.kind == "continuous"
+
+
+def test_environment_then_flags():
+    env = {"TRANSLATOR_PORT": "6000", "TRANSLATOR_MAX_BEAM": "4", "TRANSLATOR_BUNDLES": "a, b",
+           "TRANSLATOR_SCHEDULER": "static", "TRANSLATOR_NO_REFLECTION": "1"}
+    cfg = parse_args([], environ=env)
+    assert (cfg.port, cfg.limits.max_beam, cfg.bundles, cfg.scheduler.kind, cfg.reflection) == (
+        6000, 4, ["a", "b"], "static", False)
+    cfg = parse_args(["--port", "7000", "--bundle", "c", "--max-beam", "2"], environ=env)
+    assert (cfg.port, cfg.limits.max_beam, cfg.bundles) == (7000, 2, ["c"])
+
+
+@pytest.mark.parametrize("argv,env", [
+    (["--scheduler", "fancy"], {}),
+    ([], {"TRANSLATOR_PORT": "http"}),
+    (["--tls-cert", "c.pem"], {}),
+    (["--tls-client-ca", "ca.pem"], {}),
+])
+def test_bad_configuration_is_refused(argv, env, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(argv, environ=env)
+    assert "error:" in capsys.readouterr().err
