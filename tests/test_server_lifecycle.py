@@ -224,3 +224,31 @@ def test_many_concurrent_streams_and_calls_do_not_exhaust_workers():
             assert all(pool.map(call, range(100)))
     finally:
         srv.stop()
+
+
+def test_several_bundles_are_served_and_chosen_by_model(tmp_path):
+    import json
+    import shutil
+
+    copy = tmp_path / "second"
+    shutil.copytree(DEMO, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["name"] = "second"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    srv = RunningServer(make_config(bundles=[str(DEMO), str(copy)])).start()
+    try:
+        with TranslatorClient(srv.address) as client:
+            models = client.list_models()
+            assert [m.name for m in models] == [manifest_name(DEMO), "second"]
+            assert [m.is_default for m in models] == [True, False]
+        stub = pb_grpc.TranslatorStub(srv.channel())
+        assert stub.Translate(pb.TranslateRequest(texts=["Ein Hund."])).model == manifest_name(DEMO)
+        assert stub.Translate(pb.TranslateRequest(texts=["Ein Hund."], model="second")).model == "second"
+    finally:
+        srv.stop()
+
+
+def manifest_name(bundle: Path) -> str:
+    import json
+
+    return json.loads((bundle / "manifest.json").read_text())["name"]

@@ -47,6 +47,8 @@ def test_config_errors_name_the_problem(tmp_path):
         load_config(tmp_path / "nope.toml")
     with pytest.raises(ConfigError, match=r"train.lr: .*could not convert"):
         load_config(None, ["train.lr=fast"])
+    with pytest.raises(ConfigError, match=r"model.attention = 'concat'; choose one of additive, dot, general"):
+        load_config(None, ["model.attention=concat"])
     assert load_config(ROOT / "configs" / "multi30k_de_en.toml").model.attention == "additive"
     # the CLI answers with one line, not a traceback
     run = subprocess.run([sys.executable, "-m", "training", "train", "--config", str(bad)],

@@ -83,6 +83,10 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+CHOICES = {("vocab", "type"): ("unigram", "bpe"), ("model", "rnn_type"): ("gru", "lstm"),
+           ("model", "attention"): ("additive", "dot", "general")}
+
+
 def _coerce(value: str, like):
     if isinstance(like, bool):
         if value.lower() in ("1", "true", "yes"):
@@ -111,6 +115,9 @@ def _apply(cfg: Config, section: str, key: str, value, where: str) -> None:
             raise ConfigError(f"expected {type(current).__name__}, got {type(value).__name__}")
     except (ValueError, ConfigError) as e:
         raise ConfigError(f"{where}: {section}.{key}: {e}") from None
+    allowed = CHOICES.get((section, key))
+    if allowed and value not in allowed:
+        raise ConfigError(f"{where}: {section}.{key} = {value!r}; choose one of {', '.join(allowed)}")
     setattr(target, key, value)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from training.data import DataError
 
 
 def train_sentencepiece(texts: list[str], path: Path, vocab_size: int, model_type: str,
@@ -16,11 +17,14 @@ def train_sentencepiece(texts: list[str], path: Path, vocab_size: int, model_typ
     if model_type not in ("unigram", "bpe"):
         raise ValueError(f"vocab type must be unigram or bpe, got {model_type!r}")
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
-        model_type=model_type, character_coverage=1.0, input_sentence_size=seed_sentences,
-        shuffle_input_sentence=True, pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
-        hard_vocab_limit=False, minloglevel=2, num_threads=2)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
+            model_type=model_type, character_coverage=1.0, input_sentence_size=seed_sentences,
+            shuffle_input_sentence=True, pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+            hard_vocab_limit=False, minloglevel=2, num_threads=2)
+    except RuntimeError as e:  # e.g. a vocabulary larger than the corpus allows
+        raise DataError(f"SentencePiece training failed for {path.name}: {e}") from None
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(model.getvalue())
     return path
