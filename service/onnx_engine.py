@@ -56,6 +56,7 @@ class OnnxEngine:
         ids = bundle.manifest["special_ids"]
         self.bos_id, self.eos_id = ids["bos"], ids["eos"]
         self.state_names = list(bundle.manifest["decoder_state"])
+        self.vocab_size = int(bundle.manifest["architecture"]["tgt_vocab_size"])
         graphs = bundle.manifest["graphs"]
         self.encoder = self._session(graphs["encoder"])
         self.decoder = self._session(graphs["decoder"])
@@ -79,7 +80,7 @@ class OnnxEngine:
     def step(self, prev_ids: np.ndarray, state: State, k: int):
         feed = {name: state[name] for name in self.state_names + list(SOURCE_KEYS)}
         feed["prev_ids"] = prev_ids.astype(np.int64, copy=False)
-        feed["k"] = np.array([k], np.int64)
+        feed["k"] = np.array([min(k, self.vocab_size)], np.int64)  # TopK fails for k > vocabulary
         out = dict(zip(self.decoder_outputs, self.decoder.run(None, feed)))
         new = {name: out[f"{name}_out"] for name in self.state_names}
         new.update({name: state[name] for name in SOURCE_KEYS})
