@@ -13,8 +13,8 @@ from nmt.search import Hypothesis, SearchOptions, translate_batch
 def parity(reference, candidate, src_ids: list[list[int]], max_length: int, batch: int = 64) -> dict:
     """Greedy tokens of two engines over the same sentences: share identical, largest log-prob gap."""
     options = SearchOptions(max_length=max_length)
-    a = translate_batch(reference, src_ids, options, max_batch=batch)
-    b = translate_batch(candidate, src_ids, options, max_batch=batch)
+    a = translate_batch(reference, src_ids, options, max_batch=batch, progress="PyTorch")
+    b = translate_batch(candidate, src_ids, options, max_batch=batch, progress="ONNX Runtime")
     same = [x[0].token_ids == y[0].token_ids for x, y in zip(a, b) if x and y]
     gaps = [abs(x[0].log_prob - y[0].log_prob) for x, y in zip(a, b) if x and y and x[0].token_ids == y[0].token_ids]
     return {"sentences": len(same), "identical": float(np.mean(same)) if same else 1.0,
@@ -27,7 +27,7 @@ def batch_invariance(engine, src_ids: list[list[int]], max_length: int, batch: i
     """Share of sentences whose greedy output is identical alone and inside a mixed batch
     (random company, so source lengths and padding differ)."""
     options = SearchOptions(max_length=max_length)
-    alone = [translate_batch(engine, [s], options)[0] for s in src_ids]
+    alone = translate_batch(engine, src_ids, options, max_batch=1, progress="one at a time")
     order = list(range(len(src_ids)))
     random.Random(seed).shuffle(order)
     mixed: list[list[Hypothesis]] = [[] for _ in src_ids]

@@ -272,14 +272,21 @@ def translate_batch(
     src_ids: list[list[int]],
     options: SearchOptions | list[SearchOptions] = SearchOptions(),
     max_batch: int = 64,
+    progress: str | None = None,
 ) -> list[list[Hypothesis]]:
     """Decode sentences (token ids, no end-of-sentence) in static batches of sentences of similar
-    length; the plain-loop driver of `BatchSearch`. Returns the n-best list of every sentence."""
+    length; the plain-loop driver of `BatchSearch`. Returns the n-best list of every sentence.
+    `progress`: show a progress bar with this description (on stderr)."""
     if isinstance(options, SearchOptions):
         options = [options] * len(src_ids)
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
     order = [i for i in order if src_ids[i]]  # empty sources translate to nothing
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(order), desc=progress, unit="sentence", leave=False)
     for start in range(0, len(order), max_batch):
         chunk = order[start : start + max_batch]
         ids, lengths = pad_batch([src_ids[i] for i in chunk])
@@ -290,6 +297,10 @@ def translate_batch(
             search.advance()
         for i, request in zip(chunk, requests):
             results[i] = request.hypotheses
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
     return results
 
 

@@ -52,7 +52,8 @@ def cmd_evaluate(args) -> None:
     sources, refs = read_lines(args.src), read_lines(args.ref)
     if len(sources) != len(refs):
         raise SystemExit(f"error: {args.src} has {len(sources)} lines, {args.ref} has {len(refs)}")
-    hyps = translate_batch(engine, src_tok.encode_batch(sources), _options(args), max_batch=args.batch_size)
+    hyps = translate_batch(engine, src_tok.encode_batch(sources), _options(args), max_batch=args.batch_size,
+                           progress="translating")
     outputs = tgt_tok.decode_batch([h[0].token_ids if h else [] for h in hyps])
     bleu = sacrebleu.BLEU()
     chrf = sacrebleu.CHRF()
