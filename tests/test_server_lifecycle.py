@@ -103,19 +103,23 @@ def test_a_corrupted_bundle_stops_start_up_with_a_clear_message(tmp_path):
 
 
 def test_full_queue_sheds_with_unavailable_and_counts_it():
-    srv = RunningServer(make_config(scheduler__max_queue=2, scheduler__max_rows=4)).start()
+    srv = RunningServer(make_config(scheduler__max_queue=3, scheduler__max_rows=4)).start()
     try:
         stub = pb_grpc.TranslatorStub(srv.channel())
-        busy = stub.Translate.future(pb.TranslateRequest(texts=["Ein Hund."], options=SLOW), timeout=60)
-        time.sleep(0.3)  # running: its 4 rows fill the batch
-        queued = stub.Translate.future(pb.TranslateRequest(texts=["Ein Hund.", "Eine Katze."]), timeout=60)
-        time.sleep(0.1)  # waiting: the queue holds 2 of 2
+        model = next(iter(srv.srv.models))
+        # Three long beam-4 sentences: one fills the 4 rows, two wait in the queue (2 of 3).
+        slowest = pb.DecodingOptions(beam_size=4, min_output_tokens=190, max_output_tokens=200)
+        busy = stub.Translate.future(pb.TranslateRequest(texts=["Ein Hund.", "Ein Pferd.", "Eine Kuh."],
+                                                         options=slowest), timeout=60)
+        deadline = time.monotonic() + 10
+        while srv.value("translator_queue_depth", model=model) != 2 and time.monotonic() < deadline:
+            time.sleep(0.002)
         started = time.monotonic()
-        with pytest.raises(grpc.RpcError) as err:
-            stub.Translate(pb.TranslateRequest(texts=["Ein Pferd."]), timeout=60)
+        with pytest.raises(grpc.RpcError) as err:  # two more would make 4 > 3
+            stub.Translate(pb.TranslateRequest(texts=["Ein Hund.", "Eine Katze."]), timeout=60)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "overloaded" in err.value.details()
         assert time.monotonic() - started < 0.5  # at once, not after the busy batch
-        assert busy.result().translations and len(queued.result().translations) == 2
+        assert len(busy.result().translations) == 3
         assert srv.value("translator_rejections_total", reason="queue_full") == 1
     finally:
         srv.stop()
