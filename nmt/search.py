@@ -67,7 +67,6 @@ class SearchRequest:
     options: SearchOptions = field(default_factory=SearchOptions)
     hypotheses: list[Hypothesis] = field(default_factory=list)
     done: bool = False
-    steps: int = 0
 
 
 def length_penalty(length: np.ndarray | int, alpha: np.ndarray | float) -> np.ndarray:
@@ -189,21 +188,16 @@ class BatchSearch:
         at_max = alive & (new_len >= self._max_len[cand_slot])
 
         for i in np.flatnonzero(ended | at_max).tolist():
-            self._finish(i, cand_row[i], cand_tok[i], cand[i], bool(ended[i]), attention)
-        live = alive & ~at_max
-        keep = np.flatnonzero(live)
-        done = []
-        finished_count = {s: len(h) for s, h in self._finished.items()}
+            self._finish(cand_row[i], cand_tok[i], cand[i], bool(ended[i]), attention)
+        keep = np.flatnonzero(alive & ~at_max)
         live_slots = set(cand_slot[keep].tolist())
-        for slot, request in list(self.requests.items()):
-            request.steps += 1
-            if finished_count[slot] >= self._beam[slot] or slot not in live_slots:
-                done.append(self._complete(slot))
-        if done:
-            done_slots = [s for s, r in list(self.requests.items()) if r.done]
-            for slot in done_slots:
-                del self.requests[slot]
-                del self._finished[slot]
+        done_slots = [slot for slot in self.requests
+                      if len(self._finished[slot]) >= self._beam[slot] or slot not in live_slots]
+        done = [self._complete(slot) for slot in done_slots]
+        for slot in done_slots:
+            del self.requests[slot]
+            del self._finished[slot]
+        if done_slots:
             keep = keep[~np.isin(cand_slot[keep], done_slots)]
         self._keep_rows(cand_row[keep], cand_tok[keep], cand[keep], cand_row[keep], attention)
         return done
@@ -238,7 +232,7 @@ class BatchSearch:
         if not len(rows):
             self.state = {}
 
-    def _finish(self, i, row, token, log_prob, with_eos, attention) -> None:
+    def _finish(self, row, token, log_prob, with_eos, attention) -> None:
         slot = int(self.row_slot[row])
         length = int(self.row_len[row])
         tokens = self.history[row, self.history.shape[1] - length:].tolist()
