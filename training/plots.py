@@ -13,7 +13,7 @@ def learning_curve(records: list[dict], path: Path) -> None:
 
     steps = [r["step"] for r in records]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax1.plot(steps, [r["train_loss"] for r in records], label="train loss / token")
+    ax1.plot(steps, [r["train_loss"] for r in records], label="train loss / token (label smoothing, dropout)")
     ax1.plot(steps, [r["valid_loss"] for r in records], label="valid loss / token")
     ax1.set_xlabel("step")
     ax1.legend()
