@@ -5,6 +5,8 @@ continuous and static batching, greedy and beam search, against the real server 
 
 Prints a table (sentences/s, ratio to one client at a time, mean sentences per executed decoder
 step, p50/p99 latency, outputs identical to the one-at-a-time run) and saves bench/out/serve.png.
+The "1 in 4 long" rows make every fourth call ask for 80+ output tokens; their latency columns are
+those of the other, ordinary calls: what a short request pays for sharing the server with long ones.
 """
 
 from __future__ import annotations
@@ -66,14 +68,19 @@ class Server:
         self.proc.wait(30)
 
 
-def run(server: Server, texts: list[str], clients: int, beam: int) -> dict:
+def run(server: Server, texts: list[str], clients: int, beam: int, long_every: int = 0) -> dict:
+    """`long_every` N: every Nth call asks for at least 80 output tokens (a long request)."""
     before = server.batch_stats()
     target = f"127.0.0.1:{server.port}"
     channels = [TranslatorClient(target) for _ in range(clients)]
 
+    def is_long(i: int) -> bool:
+        return bool(long_every) and i % long_every == 0
+
     def call(i: int):
         started = time.perf_counter()
-        out = channels[i % clients].translate([texts[i]], beam_size=beam)[0].text
+        extra = dict(min_output_tokens=80, max_output_tokens=100) if is_long(i) else {}
+        out = channels[i % clients].translate([texts[i]], beam_size=beam, **extra)[0].text
         return out, time.perf_counter() - started
 
     started = time.perf_counter()
@@ -86,7 +93,7 @@ def run(server: Server, texts: list[str], clients: int, beam: int) -> dict:
     for c in channels:
         c.close()
     after = server.batch_stats()
-    latencies = sorted(r[1] for r in results)
+    latencies = sorted(r[1] for i, r in enumerate(results) if not is_long(i))  # of the ordinary calls
     return {"outputs": [r[0] for r in results], "rate": len(texts) / elapsed,
             "batch": (after[0] - before[0]) / max(after[1] - before[1], 1),
             "p50": statistics.median(latencies), "p99": latencies[int(0.99 * (len(latencies) - 1))]}
@@ -102,14 +109,18 @@ def main() -> None:
     args = p.parse_args()
     texts = sample_sentences(args.sentences)
     rows = []
+    beams = [int(b) for b in args.beams.split(",")]
     for scheduler in ("continuous", "static"):
         server = Server(args.bundle, scheduler)
         try:
-            for beam in (int(b) for b in args.beams.split(",")):
+            for beam in beams:
                 run(server, texts[:16], 4, beam)  # warm caches
                 if scheduler == "continuous":
                     rows.append(("1 client at a time", scheduler, beam, run(server, texts, 1, beam)))
                 rows.append((f"{args.clients} concurrent", scheduler, beam, run(server, texts, args.clients, beam)))
+            if 1 in beams:
+                rows.append((f"{args.clients}, 1 in 4 long", scheduler, 1,
+                             run(server, texts, args.clients, 1, long_every=4)))
         finally:
             server.stop()
     baseline = {beam: r for name, sched, beam, r in rows if name.startswith("1 client")}
@@ -118,7 +129,9 @@ def main() -> None:
           f"{'p50 ms':>8}{'p99 ms':>8}  identical")
     for name, sched, beam, r in rows:
         base = baseline[beam]
-        same = sum(a == b for a, b in zip(r["outputs"], base["outputs"])) / len(texts)
+        compared = [(a, b) for i, (a, b) in enumerate(zip(r["outputs"], base["outputs"]))
+                    if "long" not in name or i % 4]  # long calls asked for different output
+        same = sum(a == b for a, b in compared) / len(compared)
         print(f"{name:<20}{sched:<12}{beam:>5}{r['rate']:>9.1f}{r['rate'] / base['rate']:>6.2f}x"
               f"{r['batch']:>7.1f}{r['p50'] * 1000:>8.0f}{r['p99'] * 1000:>8.0f}  {same:.1%}")
     plot(rows, baseline, Path(args.out))
