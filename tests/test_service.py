@@ -184,7 +184,7 @@ def test_fuzzed_requests_get_only_ok_or_invalid_argument(server):
     s = stub(server)
     alphabet = "abcäöüß ÄÖÜ.,!?\t\n\x00😀漢字" + "".join(chr(c) for c in range(0x300, 0x310))
     codes = {}
-    for _ in range(300):
+    for _ in range(2000):
         lengths = [rng.choice([rng.randint(0, 60)] * 12 + [rng.randint(280, 320)]) for _ in range(rng.randint(0, 9))]
         texts = ["".join(rng.choice(alphabet) for _ in range(n)) for n in lengths]
         options = pb.DecodingOptions(beam_size=rng.randint(0, 6), num_hypotheses=rng.randint(0, 3),
@@ -199,15 +199,18 @@ def test_fuzzed_requests_get_only_ok_or_invalid_argument(server):
             code = e.code()
         codes[code] = codes.get(code, 0) + 1
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT}, codes
-    assert codes.get(grpc.StatusCode.OK, 0) > 30, codes
+    assert codes.get(grpc.StatusCode.OK, 0) > 200, codes
     # raw garbage bytes: INVALID_ARGUMENT too, never UNKNOWN; the server stays up
     garbage = server.channel().unary_unary("/translation.v1.Translator/Translate",
                                            request_serializer=lambda b: b, response_deserializer=lambda b: b)
-    for _ in range(50):
+    for _ in range(500):
         with pytest.raises(grpc.RpcError) as err:
             garbage(bytes(rng.randrange(256) for _ in range(rng.randint(1, 200))) + b"\xff\xff\xff", timeout=5)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert s.Translate(pb.TranslateRequest(texts=["Hallo."])).translations
+    model = next(iter(server.srv.models))  # nothing left behind
+    assert len(server.srv.models[model].scheduler.search) == 0
+    assert server.value("translator_queue_depth", model=model) == 0
 
 
 def test_cli_prints_translation_heatmap_and_plot(server, tmp_path):
