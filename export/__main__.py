@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     report["parity_greedy"] = parity(torch_engine, onnx_engine, src_ids, args.max_length)
     report["batch_invariance"] = batch_invariance(onnx_engine, src_ids[:300], args.max_length)
     if refs:
-        report["bleu_greedy_onnx"] = _bleu(onnx_engine, src_ids, refs, tgt_tok, args.max_length)
-        report["bleu_greedy_torch"] = _bleu(torch_engine, src_ids, refs, tgt_tok, args.max_length)
+        onnx_scores = _scores(onnx_engine, src_ids, refs, tgt_tok, args.max_length)
+        report["bleu_greedy_onnx"] = onnx_scores["bleu"]
+        report["bleu_greedy_torch"] = _scores(torch_engine, src_ids, refs, tgt_tok, args.max_length)["bleu"]
     _print_report(report)
     failures = []
     par = report["parity_greedy"]
@@ -97,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         loss = report["bleu_greedy_torch"] - report["bleu_greedy_onnx"]
         if loss > args.max_bleu_loss:
             failures.append(f"quantization loses {loss:.2f} BLEU (allowed {args.max_bleu_loss})")
-    bundle_writer.add_verification(out, report)
+    # A quantized bundle reports its own scores, not the fp32 checkpoint's.
+    own_scores = {"greedy": onnx_scores} if args.quantize != "none" and refs else None
+    bundle_writer.add_verification(out, report, own_scores)
     if failures:
         print("EXPORT REJECTED:\n  " + "\n  ".join(failures), file=sys.stderr)
         return 2
@@ -115,14 +118,17 @@ def _verification_set(args, langs, read_lines):
     return None, None, "made-up subword sequences (no test set found)"
 
 
-def _bleu(engine, src_ids, refs, tgt_tok, max_length) -> float:
+def _scores(engine, src_ids, refs, tgt_tok, max_length) -> dict:
     import sacrebleu
 
     from nmt.search import SearchOptions, translate_batch
 
     hyps = translate_batch(engine, src_ids, SearchOptions(max_length=max_length))
     outputs = tgt_tok.decode_batch([h[0].token_ids if h else [] for h in hyps])
-    return round(sacrebleu.corpus_bleu(outputs, [refs]).score, 2)
+    bleu, chrf = sacrebleu.BLEU(), sacrebleu.CHRF()
+    return {"bleu": round(bleu.corpus_score(outputs, [refs]).score, 2), "bleu_signature": str(bleu.get_signature()),
+            "chrf": round(chrf.corpus_score(outputs, [refs]).score, 2), "chrf_signature": str(chrf.get_signature()),
+            "beam_size": 1, "sentences": len(refs)}
 
 
 def _print_report(report: dict) -> None:

@@ -51,11 +51,14 @@ def write(directory: Path, name: str, ckpt: dict, model, quantization: str, stor
     return manifest
 
 
-def add_verification(directory: Path, report: dict) -> None:
-    """Record the export-time checks, then write the model card and hash it too."""
+def add_verification(directory: Path, report: dict, scores: dict | None = None) -> None:
+    """Record the export-time checks (and, for quantized bundles, their own scores), then write the
+    model card and hash it too."""
     path = directory / MANIFEST
     manifest = json.loads(path.read_text(encoding="utf-8"))
     manifest["verification"] = report
+    if scores is not None:
+        manifest["scores"] = scores
     card = directory / "MODEL_CARD.md"
     card.write_text(model_card(manifest), encoding="utf-8")
     manifest["files"]["MODEL_CARD.md"] = file_sha256(card)
@@ -71,6 +74,7 @@ def model_card(m: dict) -> str:
     v = m.get("verification", {})
     par, inv = v.get("parity_greedy", {}), v.get("batch_invariance", {})
     data_cfg = cfg.get("data", {})
+    quantize = "" if m["quantization"] == "none" else f" --quantize {m['quantization']}"
     return f"""# Model card: {m['name']}
 
 **What it is.** A {m['source_language']}→{m['target_language']} translator: the encoder-decoder with
@@ -103,7 +107,7 @@ difference {par.get('max_log_prob_diff', 0):.1e}); outputs identical alone and i
 ```
 python -m training train --config configs/multi30k_de_en.toml
 python -m training evaluate --checkpoint runs/multi30k_de_en/best.pt --src ../shared/data/multi30k/test_2016_flickr.de.gz --ref ../shared/data/multi30k/test_2016_flickr.en.gz --beam 5 --record
-python -m export --checkpoint models/checkpoints/demo-de-en.pt --out models/demo-de-en
+python -m export --checkpoint models/checkpoints/demo-de-en.pt --out models/{m['name']}{quantize}
 ```
 
 **Known limits.** Image-caption domain (Flickr30K descriptions): short, literal, present-tense

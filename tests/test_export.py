@@ -96,3 +96,17 @@ def test_serving_code_imports_without_torch():
             "assert 'training' not in sys.modules and 'export' not in sys.modules\n")
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+def test_int8_demo_bundle_is_small_valid_and_reports_its_own_scores():
+    int8 = DEMO.parent / "demo-de-en-int8"
+    bundle = load_bundle(int8)
+    assert sum(f.stat().st_size for f in int8.iterdir()) <= 15 * 1024 * 1024
+    assert bundle.manifest["quantization"] == "int8"
+    assert set(bundle.manifest["scores"]) == {"greedy"}  # measured on the quantized graphs
+    assert bundle.manifest["verification"]["batch_invariance"]["identical"] >= 0.99
+    from nmt.tokenizer import Tokenizer
+
+    src, tgt = Tokenizer(bundle.source_tokenizer), Tokenizer(bundle.target_tokenizer)
+    [hyps] = translate_batch(OnnxEngine(bundle), [src.encode("Ein Mann fährt Fahrrad.")], SearchOptions())
+    assert "man" in tgt.decode(hyps[0].token_ids).lower()
