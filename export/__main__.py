@@ -66,17 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         for path in graphs.values():
             store_half(path)
     bundle_writer.write(work, name, ckpt, model, args.quantize, "float32" if args.fp32_weights else "float16", OPSET)
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(work, out)
-    out.chmod(0o755)
 
     # -- checks -------------------------------------------------------------------------
     sources, refs, where = _verification_set(args, langs, read_lines)
     src_ids = src_tok.encode_batch(sources) if sources else made_up_sentences(len(src_tok))
     src_ids = src_ids[: args.verify_sentences]
     refs = refs[: args.verify_sentences] if refs else None
-    onnx_engine = OnnxEngine(load_bundle(out))
+    onnx_engine = OnnxEngine(load_bundle(work))  # checked where it was written; published only if it passes
     torch_engine = TorchEngine(model, packed=True)
     report = {"verification_set": where}
     report["parity_greedy"] = parity(torch_engine, onnx_engine, src_ids, args.max_length)
@@ -100,10 +96,14 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"quantization loses {loss:.2f} BLEU (allowed {args.max_bleu_loss})")
     # A quantized bundle reports its own scores, not the fp32 checkpoint's.
     own_scores = {"greedy": onnx_scores} if args.quantize != "none" and refs else None
-    bundle_writer.add_verification(out, report, own_scores)
+    bundle_writer.add_verification(work, report, own_scores)
     if failures:
-        print("EXPORT REJECTED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        print("EXPORT REJECTED:\n  " + "\n  ".join(failures) + f"\n(the bundle is left at {work})", file=sys.stderr)
         return 2
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(work, out)
+    out.chmod(0o755)
     print(f"bundle ready: {out} ({sum(f.stat().st_size for f in out.iterdir()) / 1e6:.1f} MB)")
     return 0
 

@@ -110,3 +110,12 @@ def test_int8_demo_bundle_is_small_valid_and_reports_its_own_scores():
     src, tgt = Tokenizer(bundle.source_tokenizer), Tokenizer(bundle.target_tokenizer)
     [hyps] = translate_batch(OnnxEngine(bundle), [src.encode("Ein Mann fährt Fahrrad.")], SearchOptions())
     assert "man" in tgt.decode(hyps[0].token_ids).lower()
+
+
+def test_export_that_fails_its_checks_publishes_nothing(tiny_checkpoint, tmp_path):
+    out = tmp_path / "rejected"
+    run = subprocess.run([sys.executable, "-m", "export", "--checkpoint", str(tiny_checkpoint[1]), "--out", str(out),
+                          "--verify-sentences", "20", "--max-log-prob-diff", "0"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "EXPORT REJECTED" in run.stderr and "log-prob difference" in run.stderr
+    assert not out.exists()
