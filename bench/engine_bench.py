@@ -40,7 +40,8 @@ def measure(kind: str, path: str, count: int) -> None:
         torch.set_num_threads(2)
         ckpt = checkpoint.load(path)
         engine = TorchEngine(checkpoint.build_model(ckpt))
-        tok = Tokenizer(checkpoint.write_spm(ckpt, Path(tempfile.mkdtemp()))["src"])
+        with tempfile.TemporaryDirectory() as tmp:
+            tok = Tokenizer(checkpoint.write_spm(ckpt, Path(tmp))["src"])
     else:
         from service.bundle import load_bundle
         from service.onnx_engine import OnnxEngine

@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(work, out)
+    shutil.rmtree(work)
     out.chmod(0o755)
     print(f"bundle ready: {out} ({sum(f.stat().st_size for f in out.iterdir()) / 1e6:.1f} MB)")
     return 0

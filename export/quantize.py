@@ -41,7 +41,6 @@ def apply(path: Path, mode: str) -> None:
 
 def gemm_to_matmul(model):
     """Rewrite Gemm(A, W, b) with a constant W as MatMul(A, W') + b, which MatMulNBits quantizes."""
-    import onnx
     from onnx import helper, numpy_helper
 
     graph = model.graph
@@ -62,21 +61,13 @@ def gemm_to_matmul(model):
         nodes.append(helper.make_node("MatMul", [node.input[0], w_name], [product], name=node.name + "_matmul"))
         if len(node.input) > 2:
             nodes.append(helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=node.name + "_bias"))
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = {i for n in graph.node for i in n.input}
-    keep = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
-    onnx.checker.check_model(model)
-    return model
+    return _with_nodes(model, nodes)
 
 
 def quantize_embeddings(model, min_elements: int = 4096):
     """Gather(table, ids) over a float table -> Gather(int8 table) * Gather(row scales):
     symmetric int8 per row, a quarter of the fp32 size."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
@@ -100,6 +91,14 @@ def quantize_embeddings(model, min_elements: int = 4096):
             helper.make_node("Gather", [name + "_scale", node.input[1]], [out + "_s"], name=node.name + "_s"),
             helper.make_node("Mul", [out + "_f", out + "_s"], [out], name=node.name + "_dequant"),
         ]
+    return _with_nodes(model, nodes)
+
+
+def _with_nodes(model, nodes):
+    """Give the graph these nodes, drop the initializers nothing reads any more, check it."""
+    import onnx
+
+    graph = model.graph
     del graph.node[:]
     graph.node.extend(nodes)
     used = {i for n in graph.node for i in n.input}

@@ -66,10 +66,11 @@ def test_attention_alignment_shapes_and_sums(client):
 
 
 def test_empty_text_translates_to_empty_text(client, server):
-    steps = server.value("translator_decode_steps_total", model=server.srv.models.__iter__().__next__())
+    model = next(iter(server.srv.models))
+    steps = server.value("translator_decode_steps_total", model=model)
     results = client.translate(["", "   "])
     assert [r.text for r in results] == ["", ""]
-    assert server.value("translator_decode_steps_total", model=next(iter(server.srv.models))) == steps
+    assert server.value("translator_decode_steps_total", model=model) == steps
 
 
 def test_stream_answers_each_message_in_order(client):

@@ -29,9 +29,9 @@ def _load(checkpoint_path: str):
 
     ckpt = checkpoint.load(checkpoint_path)
     model = checkpoint.build_model(ckpt)
-    tmp = Path(tempfile.mkdtemp(prefix="spm-"))
-    paths = checkpoint.write_spm(ckpt, tmp)
-    return ckpt, TorchEngine(model), Tokenizer(paths["src"]), Tokenizer(paths["tgt"])
+    with tempfile.TemporaryDirectory(prefix="spm-") as tmp:  # tokenizers load the files into memory
+        paths = checkpoint.write_spm(ckpt, Path(tmp))
+        return ckpt, TorchEngine(model), Tokenizer(paths["src"]), Tokenizer(paths["tgt"])
 
 
 def _options(args):
