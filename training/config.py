@@ -38,6 +38,16 @@ class VocabConfig:
 
 
 @dataclass
+class AugmentConfig:
+    lower: float = 0.0  # share of training pairs lower-cased (both sides), drawn anew each epoch
+    upper: float = 0.0  # ... UPPER-CASED
+    title: float = 0.0  # ... Title Cased
+    strip_punct: float = 0.0  # ... without final punctuation
+    placeholders: float = 0.0  # ... with aligned word pairs replaced by placeholders (copying)
+    max_placeholders: int = 2  # placeholders per changed pair, at most
+
+
+@dataclass
 class ModelSection:
     rnn_type: str = "gru"
     emb_size: int = 256
@@ -73,18 +83,20 @@ class TrainConfig:
     valid_beam: int = 1
     heatmaps: int = 3  # attention heatmap PNGs per validation
     max_output_tokens: int = 100
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda
 
 
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     vocab: VocabConfig = field(default_factory=VocabConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelSection = field(default_factory=ModelSection)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
 CHOICES = {("vocab", "type"): ("unigram", "bpe"), ("model", "rnn_type"): ("gru", "lstm"),
-           ("model", "attention"): ("additive", "dot", "general")}
+           ("model", "attention"): ("additive", "dot", "general"), ("train", "device"): ("auto", "cpu", "cuda")}
 
 
 def _coerce(value: str, like):

@@ -17,19 +17,23 @@ class TorchEngine:
     def __init__(self, model: Seq2Seq, packed: bool = True) -> None:
         self.model = model
         self.packed = packed
+        self.device = next(model.parameters()).device
 
     @torch.inference_mode()
     def encode(self, src_ids: np.ndarray, src_lengths: np.ndarray) -> dict[str, np.ndarray]:
         self.model.eval()
-        state = self.model.encode(torch.from_numpy(src_ids), torch.from_numpy(src_lengths), self.packed)
-        return {k: v.numpy() for k, v in state.items()}
+        state = self.model.encode(self._tensor(src_ids), self._tensor(src_lengths), self.packed)
+        return {k: v.cpu().numpy() for k, v in state.items()}
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
 
     @torch.inference_mode()
     def step(self, prev_ids: np.ndarray, state: dict[str, np.ndarray], k: int):
         self.model.eval()
-        tstate = {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in state.items()}
-        log_probs, attention, new_state = self.model.decode_step(torch.from_numpy(prev_ids), tstate)
+        tstate = {name: self._tensor(v) for name, v in state.items()}
+        log_probs, attention, new_state = self.model.decode_step(self._tensor(prev_ids), tstate)
         top = torch.topk(log_probs, min(k, log_probs.size(-1)), dim=-1)
-        new = {name: (v.numpy() if name not in ("memory", "keys", "mask") else state[name])
+        new = {name: (v.cpu().numpy() if name not in ("memory", "keys", "mask") else state[name])
                for name, v in new_state.items()}
-        return top.values.numpy(), top.indices.numpy(), attention.numpy(), new
+        return top.values.cpu().numpy(), top.indices.cpu().numpy(), attention.cpu().numpy(), new

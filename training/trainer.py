@@ -14,12 +14,14 @@ import numpy as np
 import sacrebleu
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from nmt.heatmap import save_heatmap
+from nmt.progress import progress, write
+from nmt.protect import word_key
 from nmt.search import SearchOptions, translate_batch
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from training import checkpoint
+from training.augment import AugmentRates, augment, build_lexicon
 from training.config import Config, as_dict
 from training.data import Corpus, clean, read_corpus
 from training.model import ModelConfig, Seq2Seq
@@ -69,8 +71,9 @@ class Trainer:
         self.out = Path(cfg.train.out_dir)
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
+        self.device = self._device(cfg.train.device)
         if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.main = self.rank == 0
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
@@ -81,7 +84,7 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.model = Seq2Seq(ModelConfig(
             src_vocab_size=len(self.src_tok), tgt_vocab_size=len(self.tgt_tok), pad_id=PAD_ID,
-            **as_dict(cfg)["model"]))
+            **as_dict(cfg)["model"])).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=cfg.train.lr_decay, patience=cfg.train.lr_patience,
@@ -91,31 +94,58 @@ class Trainer:
         self.elapsed = 0.0
         if ckpt is not None:
             self._restore(ckpt)
-        self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model) if self.world > 1
-                    else self.model)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+                    if self.world > 1 else self.model)
+
+    def _device(self, wanted: str) -> torch.device:
+        if wanted == "cuda" and not torch.cuda.is_available():
+            raise checkpoint.CheckpointError("train.device = cuda, but no CUDA device is available")
+        if wanted == "cpu" or not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
 
     # -- data --------------------------------------------------------------------------------
 
     def _prepare_data(self) -> None:
-        d, v = self.cfg.data, self.cfg.vocab
+        d, v, a = self.cfg.data, self.cfg.vocab, self.cfg.augment
         train = clean(read_corpus(d.train_src, d.train_tgt, d.train_tsv), d.normalize, d.dedupe)
         self.valid = clean(read_corpus(d.valid_src, d.valid_tgt, d.valid_tsv), d.normalize)
+        self.train_text = train
+        self.rates = AugmentRates(a.lower, a.upper, a.title, a.strip_punct, a.placeholders,
+                                  a.max_placeholders)
+        self.lexicon = build_lexicon(train.sources, train.targets) if a.placeholders > 0 else {}
+        self.source_words = sorted({word_key(w) for s in train.sources for w in s.split()} - {""})
         names = {"src": f"spm.{d.src_lang}.model", "tgt": f"spm.{d.tgt_lang}.model"}
         if v.joint:
             names = {"src": "spm.joint.model", "tgt": "spm.joint.model"}
         paths = {side: self.out / name for side, name in names.items()}
         if self.main and not all(p.exists() for p in paths.values()):
+            # the vocabulary sees the corpus as it is and once as augmented (upper-case pieces)
+            aug_src, aug_tgt = self._augmented(10 ** 6)
+            sources, targets = train.sources + aug_src, train.targets + aug_tgt
             if v.joint:
-                train_sentencepiece(train.sources + train.targets, paths["src"], v.size, v.type)
+                train_sentencepiece(sources + targets, paths["src"], v.size, v.type)
             else:
-                train_sentencepiece(train.sources, paths["src"], v.size, v.type)
-                train_sentencepiece(train.targets, paths["tgt"], v.size, v.type)
+                train_sentencepiece(sources, paths["src"], v.size, v.type)
+                train_sentencepiece(targets, paths["tgt"], v.size, v.type)
         if self.world > 1:
             dist.barrier()
         self.spm_paths = paths
         self.src_tok, self.tgt_tok = Tokenizer(paths["src"]), Tokenizer(paths["tgt"])
-        src = self.src_tok.encode_batch(train.sources)
-        tgt = self.tgt_tok.encode_batch(train.targets)
+        self._epoch_cache: tuple[int, tuple] | None = None
+        self._load_epoch(0)
+
+    def _augmented(self, epoch: int) -> tuple[list[str], list[str]]:
+        return augment(self.train_text.sources, self.train_text.targets, self.rates, self.lexicon,
+                       self.cfg.train.seed, epoch)
+
+    def _load_epoch(self, epoch: int) -> None:
+        """Token ids of the epoch's (augmented) training pairs; pairs too long are dropped."""
+        if self._epoch_cache is not None and self._epoch_cache[0] == epoch:
+            return
+        sources, targets = self._augmented(epoch)
+        src, tgt = self.src_tok.encode_batch(sources), self.tgt_tok.encode_batch(targets)
         limit = self.cfg.data.max_tokens
         keep = [i for i in range(len(src)) if 0 < len(src[i]) <= limit and 0 < len(tgt[i]) <= limit]
         self.train_src = [src[i] for i in keep]
@@ -123,8 +153,10 @@ class Trainer:
         self.dropped = len(src) - len(keep)
         self.src_lens = np.array([len(x) for x in self.train_src])
         self.tgt_lens = np.array([len(y) for y in self.train_tgt])
+        self._epoch_cache = (epoch, ())
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        self._load_epoch(epoch)
         batches = make_batches(self.src_lens, self.tgt_lens, self.cfg.train.batch_tokens,
                                self.cfg.train.seed, epoch)
         usable = len(batches) - len(batches) % self.world  # every rank takes the same number of steps
@@ -139,6 +171,7 @@ class Trainer:
             "spm": {side: checkpoint.spm_entry(p) for side, p in self.spm_paths.items()},
             "special_ids": checkpoint.SPECIAL_IDS,
             "languages": {"source": self.cfg.data.src_lang, "target": self.cfg.data.tgt_lang},
+            "source_words": "\n".join(self.source_words),  # what serving treats as known words
             "training_config": as_dict(self.cfg),
             "data": {"train_pairs": len(self.train_src), "dropped_pairs": self.dropped,
                      "license": self.cfg.data.license},
@@ -184,7 +217,7 @@ class Trainer:
             losses, tokens = 0.0, 0
             tgt_ids = self.tgt_tok.encode_batch(refs)
             for start in range(0, n, 64):
-                batch = collate(src_ids[start:start + 64], tgt_ids[start:start + 64])
+                batch = self._to_device(collate(src_ids[start:start + 64], tgt_ids[start:start + 64]))
                 loss, ntok = self.model.loss(*batch)
                 losses, tokens = losses + float(loss), tokens + ntok
         engine = TorchEngine(self.model)
@@ -211,13 +244,16 @@ class Trainer:
                 save_heatmap(h[0].attention, self.src_tok.pieces(src), self.tgt_tok.pieces(h[0].token_ids),
                              self.out / "attention" / f"valid{i}.png", title=f"step {self.step}")
 
+    def _to_device(self, tensors):
+        return tuple(t.to(self.device, non_blocking=True) for t in tensors)
+
     # -- the loop ------------------------------------------------------------------------------
 
     def train(self) -> dict:
         cfg = self.cfg.train
         self.model.train()
-        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.main, unit="step",
-                   dynamic_ncols=True, desc="train")
+        bar = progress(total=cfg.max_steps, initial=self.step, disable=not self.main, unit="step",
+                       desc="train")
         window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
         started = time.perf_counter() - self.elapsed
         stop = False
@@ -225,7 +261,8 @@ class Trainer:
             batches = self.epoch_batches(self.epoch)
             while self.batch_in_epoch < len(batches):
                 idx = batches[self.batch_in_epoch]
-                batch = collate([self.train_src[i] for i in idx], [self.train_tgt[i] for i in idx])
+                batch = self._to_device(collate([self.train_src[i] for i in idx],
+                                                [self.train_tgt[i] for i in idx]))
                 loss_sum, ntok = self.ddp(*batch, label_smoothing=cfg.label_smoothing)
                 self.optimizer.zero_grad(set_to_none=True)
                 (loss_sum / ntok).backward()
@@ -268,7 +305,7 @@ class Trainer:
             self.history.append(record)
             with open(self.out / "valid_log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
-            tqdm.write(f"step {self.step}: valid BLEU {record['bleu']:.2f} chrF {record['chrf']:.2f} "
+            write(f"step {self.step}: valid BLEU {record['bleu']:.2f} chrF {record['chrf']:.2f} "
                        f"loss {record['valid_loss']:.3f} lr {record['lr']:.2g}"
                        + (" (best)" if improved else ""))
             learning_curve(self.history, self.out / "learning_curve.png")

@@ -1,0 +1,120 @@
+"""What must not be translated: numbers, URLs, e-mail addresses, emoji and words the model cannot
+know are replaced by placeholder tokens before translation and put back afterwards.
+
+The model learned to copy placeholders (training/augment.py). A placeholder the model drops is
+put back after the output token that attended to it most (the attention-guided copy of Luong et
+al. 2015, "Addressing the Rare Word Problem in NMT"); one it invents is removed.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Placeholder tokens: user-defined SentencePiece symbols, each always one token.
+PLACEHOLDERS = tuple(f"⦅{k}⦆" for k in range(1, 10))
+_PLACEHOLDER_RE = re.compile(r"⦅[1-9]⦆")
+
+_URL = r"(?:https?://|ftp://|www\.)[^\s<>\"]+[^\s<>\".,;:!?)\]]"
+_EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+_NUMBER = r"(?<![\w])[+-]?\d(?:[\d.,:/'-]*\d)?(?:%|[a-zA-Z]{1,3}(?![\w]))?"
+_ITEM_RE = re.compile(f"{_URL}|{_EMAIL}|{_NUMBER}")
+_WORD_RE = re.compile(r"\S+")
+
+
+def word_key(word: str) -> str:
+    """A word as the training lexicon knows it: lower-cased, surrounding punctuation removed."""
+    return re.sub(r"^\W+|\W+$", "", word.lower())
+
+
+def _is_symbol(ch: str) -> bool:
+    """Emoji and pictographs (Unicode category So), plus their joiners and selectors."""
+    return unicodedata.category(ch) in ("So", "Sk", "Cs", "Co") or ch in "\u200d\ufe0f\ufe0e"
+
+
+@dataclass
+class Protected:
+    """A sentence with placeholders in it, and what each placeholder stands for."""
+
+    text: str
+    items: dict[str, str] = field(default_factory=dict)  # placeholder -> original text
+
+
+def protect(text: str, known_words: frozenset[str] | None = None,
+            can_encode=None) -> Protected:
+    """Replace protected items by placeholders, left to right, at most len(PLACEHOLDERS) of them.
+
+    known_words: source words seen in training (lower case); a capitalised word that is not among
+    them and is not the sentence's first word counts as a name. can_encode(str) -> bool says whether
+    the vocabulary covers a word's characters; one it does not cover is protected whole.
+    """
+    spans: list[tuple[int, int]] = [m.span() for m in _ITEM_RE.finditer(text)]
+    taken = np.zeros(len(text) + 1, dtype=bool)
+    for a, b in spans:
+        taken[a:b] = True
+    for i, m in enumerate(_WORD_RE.finditer(text)):
+        a, b = m.span()
+        if taken[a:b].any():
+            continue
+        word = m.group()
+        core = word_key(word)
+        start = a + word.lower().find(core) if core else a
+        if any(_is_symbol(ch) for ch in word):
+            run = [j for j in range(a, b) if _is_symbol(text[j])]
+            spans.append((run[0], run[-1] + 1))  # emoji glued to a word: only the emoji
+            continue
+        if not core:
+            continue
+        if can_encode is not None and not can_encode(core):
+            spans.append((start, start + len(core)))
+        elif (known_words is not None and i > 0 and text[start].isupper()
+              and not word.isupper() and core not in known_words):
+            spans.append((start, start + len(core)))
+    spans.sort()
+    out, items, pos = [], {}, 0
+    for a, b in spans:
+        if a < pos or len(items) == len(PLACEHOLDERS):
+            continue
+        name = PLACEHOLDERS[len(items)]
+        items[name] = text[a:b]
+        out.append(text[pos:a])
+        out.append(name)
+        pos = b
+    out.append(text[pos:])
+    return Protected("".join(out), items)
+
+
+def repair(output_ids: list[int], attention: np.ndarray | None, source_ids: list[int],
+           placeholder_ids: dict[int, str]) -> list[int]:
+    """Output token ids with every source placeholder exactly once: a duplicate or invented one is
+    dropped; a missing one is inserted after the output token that attended to it most."""
+    wanted = {t: i for i, t in enumerate(source_ids) if t in placeholder_ids}
+    seen, keep, rows = set(), [], []
+    for j, t in enumerate(output_ids):
+        if t in placeholder_ids and (t not in wanted or t in seen):
+            continue
+        seen.add(t)
+        keep.append(t)
+        rows.append(j)
+    missing = [t for t in wanted if t not in seen]
+    if not missing:
+        return keep
+    for t in sorted(missing, key=lambda t: wanted[t]):
+        if attention is not None and len(rows):
+            column = attention[rows, wanted[t]]
+            at = int(np.argmax(column)) + 1
+        else:
+            at = len(keep)
+        keep.insert(at, t)
+        rows.insert(at, rows[at - 1] if at else 0)
+    return keep
+
+
+def restore(text: str, items: dict[str, str]) -> str:
+    """Put the originals back in place of their placeholders (any left unknown are removed)."""
+    def put(m: re.Match) -> str:
+        return items.get(m.group(), "")
+    return _PLACEHOLDER_RE.sub(put, text)
