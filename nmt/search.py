@@ -12,8 +12,19 @@ when it has K finished hypotheses or its hypotheses reach the maximum length. Gr
 case K = 1. The bookkeeping is vectorised over all rows of all requests: no per-sentence loop runs
 except for hypotheses that finish.
 
-Hypotheses are ranked by ``log_prob / lp(length)`` with the GNMT length penalty
-``lp = ((5 + length) / 6) ** alpha`` (Wu et al. 2016, eq. 14), length counting the end-of-sentence.
+Hypotheses are ranked by ``log_prob / lp(length) + cp`` with the GNMT length penalty
+``lp = ((5 + length) / 6) ** alpha`` (Wu et al. 2016, eq. 14), length counting the end-of-sentence,
+and the coverage penalty ``cp = beta * sum_i log(min(sum_j a_ji, 1))`` over source positions i, the
+attention itself telling which source words a hypothesis left untranslated or used too often.
+
+Guards against runaway output, per request:
+- ``max_length_factor``/``max_length_constant``: at most ``factor * source tokens + constant``
+  tokens (Marian's --max-length-factor), never above ``max_length``;
+- ``no_repeat_ngram_size``: no n-gram twice in one hypothesis (CTranslate2, Joey NMT);
+- ``repetition_penalty``: log-probabilities of tokens already generated are multiplied by it (> 1
+  makes them less likely; CTRL, Keskar et al. 2019).
+The engine returns only the top-k tokens of a step; a guard only lowers scores, so asking for k plus
+the number of tokens a row may lose keeps the search exact.
 """
 
 from __future__ import annotations
@@ -36,6 +47,18 @@ class SearchOptions:
     min_length: int = 0
     max_length: int = 100
     return_attention: bool = False
+    max_length_factor: float = 0.0  # 0: no bound relative to the source
+    max_length_constant: int = 10
+    no_repeat_ngram_size: int = 0  # 0: off
+    repetition_penalty: float = 1.0  # 1: off
+    coverage_penalty: float = 0.0  # beta of the GNMT coverage penalty; 0: off
+
+    def length_limit(self, src_length: int) -> int:
+        """The most tokens this request may generate for a source of `src_length` tokens."""
+        if self.max_length_factor <= 0:
+            return self.max_length
+        bound = int(self.max_length_factor * src_length + self.max_length_constant)
+        return max(1, min(self.max_length, bound))
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -49,6 +72,14 @@ class SearchOptions:
             raise ValueError(f"max_length must be >= 1, got {self.max_length}")
         if not 0 <= self.min_length <= self.max_length:
             raise ValueError(f"min_length must be between 0 and max_length, got {self.min_length}")
+        if self.max_length_factor < 0 or self.max_length_constant < 0:
+            raise ValueError("max_length_factor and max_length_constant must be >= 0")
+        if self.no_repeat_ngram_size < 0:
+            raise ValueError(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
+        if not self.repetition_penalty >= 1.0:
+            raise ValueError(f"repetition_penalty must be >= 1, got {self.repetition_penalty}")
+        if not self.coverage_penalty >= 0.0:
+            raise ValueError(f"coverage_penalty must be >= 0, got {self.coverage_penalty}")
 
 
 @dataclass
@@ -96,6 +127,11 @@ class BatchSearch:
         self._max_len = np.zeros(0, np.int64)
         self._alpha = np.zeros(0, np.float64)
         self._attn = np.zeros(0, bool)
+        self._ngram = np.zeros(0, np.int64)
+        self._rep = np.zeros(0, np.float64)
+        self._cov = np.zeros(0, np.float64)
+        # Per row: attention received by each source position so far (coverage penalty).
+        self.coverage = np.zeros((0, 0), np.float32)
         self._finished: dict[int, list[Hypothesis]] = {}
 
     def __len__(self) -> int:
@@ -121,13 +157,23 @@ class BatchSearch:
             self._max_len = np.concatenate([self._max_len, np.zeros(grow, np.int64)])
             self._alpha = np.concatenate([self._alpha, np.zeros(grow)])
             self._attn = np.concatenate([self._attn, np.zeros(grow, bool)])
+            self._ngram = np.concatenate([self._ngram, np.zeros(grow, np.int64)])
+            self._rep = np.concatenate([self._rep, np.ones(grow)])
+            self._cov = np.concatenate([self._cov, np.zeros(grow)])
         for slot, request in zip(slots.tolist(), requests):
             o = request.options
-            self._beam[slot], self._min_len[slot], self._max_len[slot] = (
-                o.beam_size, o.min_length, o.max_length)
+            self._beam[slot], self._min_len[slot] = o.beam_size, o.min_length
+            self._max_len[slot] = o.length_limit(request.src_length)
             self._alpha[slot], self._attn[slot] = o.length_penalty, o.return_attention
+            self._ngram[slot], self._rep[slot] = o.no_repeat_ngram_size, o.repetition_penalty
+            self._cov[slot] = o.coverage_penalty
         n = len(requests)
         self.state = merge([self.state, state])
+        width_now = self.state["mask"].shape[1]
+        coverage = np.zeros((len(self.row_slot) + n, width_now), np.float32)
+        keep = min(width_now, self.coverage.shape[1])
+        coverage[: len(self.coverage), :keep] = self.coverage[:, :keep]
+        self.coverage = coverage
         self.row_slot = np.concatenate([self.row_slot, slots])
         self.row_last = np.concatenate([self.row_last, np.full(n, self.engine.bos_id, np.int64)])
         self.row_score = np.concatenate([self.row_score, np.zeros(n)])
@@ -158,11 +204,21 @@ class BatchSearch:
         if not len(self):
             return []
         beam = self._beam[self.row_slot]
-        k = int(beam.max()) + 1
+        banned, penalized, extra = self._guards()
+        k = int(beam.max()) + 1 + extra
         top_lp, top_ids, attention, new_state = self.engine.step(self.row_last, self.state, k)
         self.state = new_state
-        k = top_lp.shape[1]
         lp = top_lp.astype(np.float64)
+        if penalized is not None:
+            hit = _row_isin(top_ids, penalized)
+            lp = np.where(hit, lp * self._rep[self.row_slot][:, None], lp)
+        if banned is not None:
+            lp[_row_isin(top_ids, banned)] = -np.inf
+        if extra:  # the guards may have pushed better candidates down: re-sort each row
+            order = np.argsort(-lp, axis=1, kind="stable")
+            lp = np.take_along_axis(lp, order, axis=1)
+            top_ids = np.take_along_axis(top_ids, order, axis=1)
+        k = lp.shape[1]
         lp[np.arange(k)[None, :] >= (beam + 1)[:, None]] = -np.inf
         too_short = self.row_len < self._min_len[self.row_slot]
         lp[too_short[:, None] & (top_ids == self.eos)] = -np.inf
@@ -204,6 +260,42 @@ class BatchSearch:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _guards(self) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+        """Tokens each row may not emit (no_repeat_ngram_size) and tokens whose log-probability is
+        penalised (repetition_penalty), as (rows, m) arrays padded with -1; and how many more
+        candidates to ask the engine for so that the top-k stays exact."""
+        width = self.history.shape[1]
+        if not width:
+            return None, None, 0
+        n_gram = self._ngram[self.row_slot]
+        rep = self._rep[self.row_slot]
+        banned = penalized = None
+        extra = 0
+        if (rep != 1.0).any():
+            mask = (np.arange(width)[None, :] >= width - self.row_len[:, None]) & (rep != 1.0)[:, None]
+            penalized = np.where(mask, self.history, -1)
+            extra += int(mask.sum(axis=1).max())
+        if (n_gram > 0).any():
+            banned = np.full((len(self), 0), -1, np.int64)
+            for n in np.unique(n_gram[n_gram > 0]).tolist():
+                rows = np.flatnonzero((n_gram == n) & (self.row_len >= n))
+                if not len(rows) or width < n:
+                    continue
+                hist = self.history[rows]
+                windows = np.lib.stride_tricks.sliding_window_view(hist, n, axis=1)  # (r, W-n+1, n)
+                prefix = hist[:, width - n + 1:] if n > 1 else hist[:, :0]
+                match = (windows[:, :, : n - 1] == prefix[:, None, :]).all(axis=2)
+                # a window must lie inside the row's tokens (history is right-aligned)
+                start_ok = np.arange(windows.shape[1])[None, :] >= (width - self.row_len[rows])[:, None]
+                match &= start_ok
+                tokens = np.where(match, windows[:, :, n - 1], -1)
+                grown = np.full((len(self), max(banned.shape[1], tokens.shape[1])), -1, np.int64)
+                grown[:, : banned.shape[1]] = banned
+                grown[rows, : tokens.shape[1]] = np.where(tokens >= 0, tokens, grown[rows, : tokens.shape[1]])
+                banned = grown
+            extra += int((banned >= 0).sum(axis=1).max()) if banned.size else 0
+        return banned, penalized, extra
+
     def _keep_rows(self, rows, last, score, parents, attention) -> None:
         """Make `rows` the new rows; when `parents` is given, each appends `last` to its history."""
         same_layout = np.array_equal(self.row_slot[rows], self.row_slot)
@@ -213,7 +305,9 @@ class BatchSearch:
         self.row_last = np.asarray(last, np.int64)
         history = self.history[rows]
         attn_history = self.attn_history[rows]
+        coverage = self.coverage[rows]
         if parents is not None:
+            coverage = coverage + attention[parents]
             self.row_len = self.row_len[rows] + 1
             history = np.concatenate([history, self.row_last[:, None]], axis=1)
             step_attn = (attention[parents][:, None, :] if attn_history.shape[2]
@@ -227,6 +321,7 @@ class BatchSearch:
         attn_history = attn_history[:, attn_history.shape[1] - width:]
         if not same_layout and len(rows):
             self.state = trim_source(self.state)
+        self.coverage = coverage[:, : self.state["mask"].shape[1]] if self.state else coverage
         tracking = self.state and attn_history.shape[2] and self._attn[self.row_slot].any()
         self.attn_history = attn_history[:, :, : self.state["mask"].shape[1]] if tracking else attn_history[:, :, :0]
         if not len(rows):
@@ -245,6 +340,10 @@ class BatchSearch:
                 attn = np.concatenate([attn, attention[row][None]], axis=0)
         scored_length = len(tokens) + (1 if with_eos else 0)
         score = float(log_prob / length_penalty(scored_length, self._alpha[slot]))
+        if self._cov[slot]:
+            src_length = self.requests[slot].src_length
+            received = self.coverage[row, :src_length] + attention[row, :src_length]
+            score += float(self._cov[slot] * np.log(np.clip(received, 1e-6, 1.0)).sum())
         if attn is not None:
             attn = attn[:, : self.requests[slot].src_length].copy()
         self._finished[slot].append(Hypothesis(tokens, score, float(log_prob), attn))
@@ -255,6 +354,13 @@ class BatchSearch:
         request.hypotheses = ranked[: request.options.num_hypotheses]
         request.done = True
         return request
+
+
+def _row_isin(ids: np.ndarray, sets: np.ndarray) -> np.ndarray:
+    """ids (N, k), sets (N, m) padded with -1 -> (N, k): is ids[r, j] in sets[r]?"""
+    if not sets.shape[1]:
+        return np.zeros(ids.shape, bool)
+    return (ids[:, :, None] == sets[:, None, :]).any(axis=2)
 
 
 def _decoder_keys(state: State) -> tuple[str, ...]:

@@ -107,3 +107,43 @@ class LengthEngine:
         lp = np.log(np.array([0.9, 0.05] + [0.05 / max(k - 2, 1)] * max(k - 2, 0), np.float32))[:k]
         attn = state["mask"] / state["mask"].sum(1, keepdims=True)
         return np.tile(lp, (n, 1)), ids.astype(np.int64), attn.astype(np.float32), {**state, "left": left}
+
+
+class TableEngine:
+    """A model given as a table: the next token's probabilities and the attention depend only on the
+    previous token (`table[prev] = {token: p}`, the rest of the vocabulary shares what is left);
+    `attend[prev]` is the source position that step attends to (uniform when absent). Built to loop,
+    or to leave a source word unattended, on purpose."""
+
+    def __init__(self, table: dict[int, dict[int, float]], vocab: int = 10, bos_id: int = 1,
+                 eos_id: int = 0, attend: dict[int, int] | None = None) -> None:
+        self.table, self.vocab, self.bos_id, self.eos_id = table, vocab, bos_id, eos_id
+        self.attend = attend or {}
+        self.calls = 0
+
+    def log_probs(self, prev: int) -> np.ndarray:
+        given = self.table.get(prev, {})
+        rest = (1.0 - sum(given.values())) / max(self.vocab - len(given) - 1, 1)
+        p = np.full(self.vocab, max(rest, 1e-9))
+        p[self.bos_id] = 1e-12
+        for token, prob in given.items():
+            p[token] = prob
+        return np.log(p / p.sum())
+
+    def encode(self, src_ids, src_lengths):
+        b, s = src_ids.shape
+        mask = np.arange(s)[None, :] < src_lengths[:, None]
+        return {"memory": np.zeros((b, s, 1), np.float32), "keys": np.zeros((b, s, 1), np.float32),
+                "mask": mask}
+
+    def step(self, prev_ids, state, k):
+        self.calls += 1
+        lp = np.stack([self.log_probs(int(t)) for t in prev_ids]).astype(np.float32)
+        top = np.argsort(-lp, axis=1, kind="stable")[:, :k]
+        mask = state["mask"].astype(np.float32)
+        attn = mask / mask.sum(1, keepdims=True)
+        for row, t in enumerate(prev_ids.tolist()):
+            if t in self.attend:
+                attn[row] = 0.0
+                attn[row, self.attend[t]] = 1.0
+        return np.take_along_axis(lp, top, 1), top, attn, dict(state)
