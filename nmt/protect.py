@@ -87,11 +87,19 @@ def protect(text: str, known_words: frozenset[str] | None = None,
     return Protected("".join(out), items)
 
 
-def repair(output_ids: list[int], attention: np.ndarray | None, source_ids: list[int],
-           placeholder_ids: dict[int, str]) -> list[int]:
-    """Output token ids with every source placeholder exactly once: a duplicate or invented one is
-    dropped; a missing one is inserted after the output token that attended to it most."""
-    wanted = {t: i for i, t in enumerate(source_ids) if t in placeholder_ids}
+def repair(output_ids: list[int], attention: np.ndarray | None, wanted: dict[int, int],
+           placeholder_ids: set[int], source_words: list[bool], starts_word: list[bool],
+           space_id: int | None = None) -> tuple[list[int], np.ndarray | None]:
+    """Output ids with every wanted placeholder exactly once, and their attention rows.
+
+    wanted: target placeholder id -> its position in the source. A duplicate or invented
+    placeholder is dropped. A missing one goes where its source neighbour's translation is: after
+    the output word whose attention peaks on the source word to its left (before the one that
+    peaks on the word to its right, at the start of a sentence), the attention row of output
+    token j being the one that produced token j. source_words[i]: source position i is a real
+    word piece (not a lone "▁", not a placeholder); starts_word[j]: output piece j begins a word.
+    The inserted placeholder's attention row is one-hot on its own source position.
+    """
     seen, keep, rows = set(), [], []
     for j, t in enumerate(output_ids):
         if t in placeholder_ids and (t not in wanted or t in seen):
@@ -99,18 +107,41 @@ def repair(output_ids: list[int], attention: np.ndarray | None, source_ids: list
         seen.add(t)
         keep.append(t)
         rows.append(j)
-    missing = [t for t in wanted if t not in seen]
-    if not missing:
-        return keep
-    for t in sorted(missing, key=lambda t: wanted[t]):
-        if attention is not None and len(rows):
-            column = attention[rows, wanted[t]]
-            at = int(np.argmax(column)) + 1
-        else:
-            at = len(keep)
-        keep.insert(at, t)
-        rows.insert(at, rows[at - 1] if at else 0)
-    return keep
+    for t in sorted((t for t in wanted if t not in seen), key=wanted.get):
+        at = _insertion_point(wanted[t], rows, attention, source_words, starts_word, len(keep))
+        new = [space_id, t] if space_id is not None else [t]
+        keep[at:at] = new
+        rows[at:at] = [-1 - wanted[t]] * len(new)
+    if attention is None:
+        return keep, None
+    width = attention.shape[1]
+    out = np.zeros((len(keep), width), attention.dtype)
+    for i, r in enumerate(rows):
+        if r >= 0:
+            out[i] = attention[r]
+        elif -1 - r < width:
+            out[i, -1 - r] = 1.0
+    return keep, out
+
+
+def _insertion_point(pos: int, rows: list[int], attention, source_words, starts_word, end: int) -> int:
+    original = [i for i, r in enumerate(rows) if r >= 0]
+    if attention is None or not original:
+        return end
+    left = next((i for i in range(pos - 1, -1, -1) if source_words[i]), None)
+    right = next((i for i in range(pos + 1, len(source_words)) if source_words[i]), None)
+    if left is None and right is None:
+        return end
+    column = left if left is not None else right
+    best = original[int(np.argmax(attention[[rows[i] for i in original], column]))]
+    if left is None:
+        while best > 0 and rows[best] >= 0 and not starts_word[rows[best]]:
+            best -= 1  # the start of that word
+        return best
+    best += 1
+    while best < len(rows) and rows[best] >= 0 and not starts_word[rows[best]]:
+        best += 1  # the end of that word
+    return best
 
 
 def restore(text: str, items: dict[str, str]) -> str:
