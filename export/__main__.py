@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by python -m training")
     p.add_argument("--out", required=True, help="bundle directory to write (replaced if it exists)")
-    p.add_argument("--name", help="model name clients use (default: the output directory's name)")
+    p.add_argument("--name", help="model name clients use (default: SOURCE-TARGET, e.g. fr-en)")
     p.add_argument("--quantize", choices=["none", *quantize.MODES], default="none",
                    help="int8: 8-bit weights, batch-invariant; int8-dynamic: onnxruntime dynamic "
                         "quantization, faster but a sentence's output depends on its batch")
@@ -52,11 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     model = checkpoint.build_model(ckpt)
     out = Path(args.out)
-    name = args.name or out.name
     langs = ckpt.get("languages", {})
+    name = args.name or f"{langs.get('source', 'src')}-{langs.get('target', 'tgt')}"
     work = Path(tempfile.mkdtemp(prefix="bundle-"))
     spm = checkpoint.write_spm(ckpt, work)
     src_tok, tgt_tok = Tokenizer(spm["src"]), Tokenizer(spm["tgt"])
+    if ckpt.get("source_words"):  # what serving counts as a known word (unknown names are copied)
+        (work / "source_words.txt").write_text(ckpt["source_words"], encoding="utf-8")
     print(f"exporting {args.checkpoint} (step {ckpt.get('step')}) to {out} ...")
     graphs = export_graphs(model, work)
     if args.quantize != "none":
@@ -73,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     src_ids = src_ids[: args.verify_sentences]
     refs = refs[: args.verify_sentences] if refs else None
     onnx_engine = OnnxEngine(load_bundle(work))  # checked where it was written; published only if it passes
+    if not args.fp32_weights:
+        # compare like with like: the reference computes with the weights the bundle stores
+        checkpoint.round_weights_to_half(model)
     torch_engine = TorchEngine(model, packed=True)
     report = {"verification_set": where}
     report["parity_greedy"] = parity(torch_engine, onnx_engine, src_ids, args.max_length)

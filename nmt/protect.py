@@ -43,12 +43,11 @@ class Protected:
     items: dict[str, str] = field(default_factory=dict)  # placeholder -> original text
 
 
-def protect(text: str, known_words: frozenset[str] | None = None,
-            can_encode=None) -> Protected:
+def protect(text: str, is_name=None, can_encode=None) -> Protected:
     """Replace protected items by placeholders, left to right, at most len(PLACEHOLDERS) of them.
 
-    known_words: source words seen in training (lower case); a capitalised word that is not among
-    them and is not the sentence's first word counts as a name. can_encode(str) -> bool says whether
+    is_name(word) -> bool says whether a word (not the sentence's first) is a name the model cannot
+    know, to be copied as it is. can_encode(str) -> bool says whether
     the vocabulary covers a word's characters; one it does not cover is protected whole.
     """
     spans: list[tuple[int, int]] = [m.span() for m in _ITEM_RE.finditer(text)]
@@ -70,8 +69,7 @@ def protect(text: str, known_words: frozenset[str] | None = None,
             continue
         if can_encode is not None and not can_encode(core):
             spans.append((start, start + len(core)))
-        elif (known_words is not None and i > 0 and text[start].isupper()
-              and not word.isupper() and core not in known_words):
+        elif is_name is not None and i > 0 and is_name(text[start:start + len(core)]):
             spans.append((start, start + len(core)))
     spans.sort()
     out, items, pos = [], {}, 0

@@ -384,9 +384,9 @@ def translate_batch(
     order = [i for i in order if src_ids[i]]  # empty sources translate to nothing
     bar = None
     if progress:
-        from tqdm import tqdm
+        from nmt.progress import progress as progress_bar
 
-        bar = tqdm(total=len(order), desc=progress, unit="sentence", leave=False)
+        bar = progress_bar(total=len(order), desc=progress, unit="sentence", leave=False)
     for start in range(0, len(order), max_batch):
         chunk = order[start : start + max_batch]
         ids, lengths = pad_batch([src_ids[i] for i in chunk])

@@ -25,6 +25,7 @@ class SourceSentence:
     ids: list[int]
     items: dict[str, str] = field(default_factory=dict)  # placeholder -> original text
     upper: bool = False  # all-caps input: translated in lower case, output upper-cased
+    unfinished: bool = False  # typed without final punctuation: one added, removed from the output
 
 
 @dataclass
@@ -40,14 +41,87 @@ def is_all_caps(text: str) -> bool:
     return len(letters) >= 2 and all(ch.isupper() for ch in letters)
 
 
+def casing_style(text: str) -> str:
+    """"upper", "lower", "title" (every word capitalised) or "mixed": the first three carry no
+    information about which words are nouns or names, which German spelling otherwise gives."""
+    if is_all_caps(text):
+        return "upper"
+    letters = [ch for ch in text if ch.isalpha()]
+    if letters and not any(ch.isupper() for ch in letters):
+        return "lower"
+    words = [w for w in text.split() if any(ch.isalpha() for ch in w)]
+    firsts = [next(ch for ch in w if ch.isalpha()) for w in words]
+    if len(words) >= 3 and all(ch.isupper() for ch in firsts):
+        return "title"
+    return "mixed"
+
+
+_FINAL = re.compile(r"[.!?…:;)\"'»“”]\s*$")
+_FINAL_STOP = re.compile(r"\s*[.!?…]+$")
+_CORE = re.compile(r"^(\W*)(.*?)(\W*)$")
+
+
+def compound_head(word: str, known: dict[str, str], min_part: int = 3) -> str | None:
+    """The last part of `word` (lower case) when it splits into known words of at least `min_part`
+    letters, allowing German linking letters (Fußgängerweg = Fußgänger + Weg, Hundeleine =
+    Hund + e + Leine); None when it does not split. Compounds are words, not names."""
+    n = len(word)
+    ok = [None] * (n + 1)  # ok[i]: word[:i] splits; the last part found
+    ok[0] = ""
+    for i in range(n):
+        if ok[i] is None:
+            continue
+        for link in ("", "s", "es", "n", "en", "e", "-"):
+            start = i + len(link) if word.startswith(link, i) else None
+            if start is None:
+                continue
+            for end in range(start + min_part, n + 1):
+                part = word[start:end]
+                if part in known and (ok[end] is None or ok[end] == ""):
+                    ok[end] = part
+    return ok[n] if ok[n] and ok[n] != word else None
+
+
+def truecase(text: str, forms: dict[str, str], names: bool = True) -> str:
+    """Each word in its most frequent training form ("hund" -> "Hund", "EIN" -> "ein", "STRASSE" ->
+    "Straße"); a compound of known words takes the casing of its last part; other unknown words
+    are capitalised as names when `names`, else lower-cased. The first word starts upper-case."""
+    out = []
+    for i, word in enumerate(text.split(" ")):
+        pre, core, post = _CORE.match(word).groups()
+        if core:
+            low = core.lower()
+            form = forms.get(low) or forms.get(low.replace("ss", "ß"))
+            if form is None:
+                head = compound_head(low, forms)
+                if head is not None:
+                    form = low[:1].upper() + low[1:] if forms[head][:1].isupper() else low
+                else:
+                    form = low[:1].upper() + low[1:] if names else low
+            core = form[:1].upper() + form[1:] if i == 0 else form
+        out.append(pre + core + post)
+    return " ".join(out)
+
+
 class TextProcessor:
     """One model's way of reading texts and writing translations."""
 
     def __init__(self, source: Tokenizer, target: Tokenizer, language: str,
-                 known_words: frozenset[str] | None = None, caps_rule: bool = True) -> None:
+                 word_forms: list[str] | None = None, casing: str = "truecase",
+                 complete_punctuation: bool = True) -> None:
+        """word_forms: the source words seen in training, in their usual casing (names not among
+        them are protected). casing: what to do with all-caps, all-lower and Title Case input:
+        "truecase" (each word in its usual form), "lower" (lower-case all-caps input only) or
+        "none" (as typed). All-caps input gets an all-caps translation either way.
+        complete_punctuation: a sentence typed without final punctuation is translated with a full
+        stop added, and the full stop is taken off the translation."""
+        self.complete_punctuation = complete_punctuation
         self.source, self.target, self.language = source, target, language
-        self.known_words = known_words
-        self.caps_rule = caps_rule
+        self.forms = {w.lower(): w for w in word_forms or () if w}
+        self.protect_names = bool(self.forms)
+        if casing not in ("truecase", "lower", "none"):
+            raise ValueError(f"casing must be truecase, lower or none, got {casing!r}")
+        self.casing = casing
         self._src_placeholders = {source.sp.piece_to_id(p): p for p in PLACEHOLDERS}  # id -> piece
         self._tgt_placeholders = {p: target.sp.piece_to_id(p) for p in PLACEHOLDERS}  # piece -> id
         unk = source.sp.unk_id()
@@ -61,6 +135,12 @@ class TextProcessor:
     def protects(self) -> bool:
         return bool(self._src_placeholders)
 
+    def _is_name(self, word: str) -> bool:
+        """Capitalised, never seen in training, not a compound of known words ("Grzegorz", "B-XY")."""
+        low = word.lower()
+        return (word[:1].isupper() and low not in self.forms
+                and compound_head(low, self.forms) is None)
+
     def _can_encode(self, word: str) -> bool:
         return not any(i in self._byte_ids or i == self.source.sp.unk_id()
                        for i in self.source.sp.encode(word))
@@ -71,15 +151,23 @@ class TextProcessor:
 
     def prepare(self, sentence: str, start: int = 0, end: int | None = None) -> SourceSentence:
         model_text = normalize(sentence)
-        upper = self.caps_rule and is_all_caps(model_text)
-        if upper:
+        style = casing_style(model_text)
+        upper = style == "upper" and self.casing != "none"
+        if self.casing == "truecase" and style != "mixed" and self.forms:
+            model_text = truecase(model_text, self.forms, names=style != "lower")
+        elif upper:
             model_text = model_text.lower()
+        unfinished = self.complete_punctuation and not _FINAL.search(model_text)
+        if unfinished:
+            model_text += "."
         items: dict[str, str] = {}
         if self.protects:
-            protected = protect(model_text, self.known_words, self._can_encode)
+            protected = protect(model_text, self._is_name if self.protect_names else None,
+                                self._can_encode)
             model_text, items = protected.text, protected.items
         end = len(sentence) if end is None else end
-        return SourceSentence(start, end, model_text, self.source.encode(model_text), items, upper)
+        return SourceSentence(start, end, model_text, self.source.encode(model_text), items, upper,
+                              unfinished)
 
     def source_tokens(self, sentence: SourceSentence) -> list[str]:
         """The source as the model read it, protected items shown as they are."""
@@ -101,6 +189,8 @@ class TextProcessor:
         if sentence.items:
             text = restore(text, sentence.items)
         pieces = [self._show(p, sentence.items) for p in self.target.pieces(ids)]
+        if sentence.unfinished:
+            text = _FINAL_STOP.sub("", text)
         if sentence.upper:
             text, pieces = text.upper(), [p.upper() for p in pieces]
         return SentenceOutput(text, pieces, ids, attention)

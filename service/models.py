@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 from nmt.search import SearchOptions, translate_batch
+from nmt.text import TextProcessor
 from nmt.tokenizer import Tokenizer
 from service.bundle import Bundle, BundleError, load_bundle
 from service.config import SchedulerConfig
@@ -37,6 +38,17 @@ class Model:
                             source_vocab_size=len(self.source), target_vocab_size=len(self.target),
                             quantization=m.get("quantization", "none"), scores=scores,
                             is_default=is_default, parameters=m.get("parameters", 0))
+
+
+def text_processor(bundle: Bundle, source: Tokenizer, target: Tokenizer) -> TextProcessor:
+    """How this model reads texts: its source language's segmenter, and its known source words
+    (bundles exported before they carried them: names are not protected)."""
+    m = bundle.manifest
+    words_file = m.get("known_words")
+    known = None
+    if words_file:
+        known = bundle.file(words_file).read_text(encoding="utf-8").split("\n")
+    return TextProcessor(source, target, m.get("source_language", "en") or "en", known)
 
 
 def load_models(paths: list[str], metrics: Metrics, cfg: SchedulerConfig, threads: int) -> dict[str, Model]:

@@ -23,6 +23,9 @@ def cmd_train(args) -> None:
 
 
 def _load(checkpoint_path: str):
+    """-> checkpoint, engine, and the text pipeline the server uses (segmentation, casing rule,
+    protected items), so that what is evaluated is what is served."""
+    from nmt.text import TextProcessor
     from nmt.tokenizer import Tokenizer
     from training import checkpoint
     from training.torch_engine import TorchEngine
@@ -31,30 +34,36 @@ def _load(checkpoint_path: str):
     model = checkpoint.build_model(ckpt)
     with tempfile.TemporaryDirectory(prefix="spm-") as tmp:  # tokenizers load the files into memory
         paths = checkpoint.write_spm(ckpt, Path(tmp))
-        return ckpt, TorchEngine(model), Tokenizer(paths["src"]), Tokenizer(paths["tgt"])
+        source, target = Tokenizer(paths["src"]), Tokenizer(paths["tgt"])
+    words = ckpt.get("source_words")
+    processor = TextProcessor(source, target, ckpt.get("languages", {}).get("source", "en"),
+                              words.split("\n") if words else None)
+    return ckpt, TorchEngine(model), processor
 
 
 def _options(args):
     from nmt.search import SearchOptions
 
     return SearchOptions(beam_size=args.beam, num_hypotheses=1, length_penalty=args.length_penalty,
-                         max_length=args.max_length)
+                         max_length=args.max_length, max_length_factor=args.max_length_factor,
+                         no_repeat_ngram_size=args.no_repeat_ngram_size,
+                         repetition_penalty=args.repetition_penalty,
+                         coverage_penalty=args.coverage_penalty)
 
 
 def cmd_evaluate(args) -> None:
     import sacrebleu
 
-    from nmt.search import translate_batch
+    from nmt.text import translate_texts
     from training import checkpoint
     from training.data import read_lines
 
-    ckpt, engine, src_tok, tgt_tok = _load(args.checkpoint)
+    ckpt, engine, processor = _load(args.checkpoint)
     sources, refs = read_lines(args.src), read_lines(args.ref)
     if len(sources) != len(refs):
         raise SystemExit(f"error: {args.src} has {len(sources)} lines, {args.ref} has {len(refs)}")
-    hyps = translate_batch(engine, src_tok.encode_batch(sources), _options(args), max_batch=args.batch_size,
-                           progress="translating")
-    outputs = tgt_tok.decode_batch([h[0].token_ids if h else [] for h in hyps])
+    outputs = [t.text for t in translate_texts(engine, processor, sources, _options(args),
+                                               max_batch=args.batch_size, progress="translating")]
     bleu = sacrebleu.BLEU()
     chrf = sacrebleu.CHRF()
     b = bleu.corpus_score(outputs, [refs])
@@ -62,6 +71,8 @@ def cmd_evaluate(args) -> None:
     result = {"bleu": round(b.score, 2), "bleu_signature": str(bleu.get_signature()),
               "chrf": round(c.score, 2), "chrf_signature": str(chrf.get_signature()),
               "beam_size": args.beam, "length_penalty": args.length_penalty,
+              "max_length_factor": args.max_length_factor, "no_repeat_ngram_size": args.no_repeat_ngram_size,
+              "repetition_penalty": args.repetition_penalty, "coverage_penalty": args.coverage_penalty,
               "test_set": Path(args.src).name, "sentences": len(sources)}
     print(f"BLEU {b.score:.2f}  ({result['bleu_signature']})")
     print(f"chrF {c.score:.2f}  ({result['chrf_signature']})")
@@ -75,13 +86,12 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_translate(args) -> None:
-    from nmt.search import translate_batch
+    from nmt.text import translate_texts
 
-    _, engine, src_tok, tgt_tok = _load(args.checkpoint)
+    _, engine, processor = _load(args.checkpoint)
     lines = [line.rstrip("\n") for line in sys.stdin]
-    hyps = translate_batch(engine, src_tok.encode_batch(lines), _options(args), max_batch=args.batch_size)
-    for h in hyps:
-        print(tgt_tok.decode(h[0].token_ids) if h else "")
+    for t in translate_texts(engine, processor, lines, _options(args), max_batch=args.batch_size):
+        print(t.text)
 
 
 def cmd_release(args) -> None:
@@ -107,6 +117,11 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--length-penalty", type=float, default=1.0)
         p.add_argument("--max-length", type=int, default=100)
         p.add_argument("--batch-size", type=int, default=64)
+        p.add_argument("--max-length-factor", type=float, default=2.0,
+                       help="at most FACTOR x source tokens + 10 output tokens (0: off)")
+        p.add_argument("--no-repeat-ngram-size", type=int, default=0, help="no n-gram twice (0: off)")
+        p.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats")
+        p.add_argument("--coverage-penalty", type=float, default=0.0, help="GNMT coverage penalty beta")
 
     p = sub.add_parser("evaluate", help="translate a test set, print sacreBLEU and chrF")
     decoding(p)

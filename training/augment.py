@@ -4,6 +4,9 @@ Each epoch, a share of the training pairs is changed on both sides consistently 
 change to source and target, so the model learns to carry it over):
 - casing: lower-cased, UPPER-CASED or Title Cased;
 - final punctuation stripped;
+- fragments: the pair replaced by a short phrase of it (one to three words on each side that
+  translate each other word by word, e.g. "Ein Hund" / "A dog", "Großer Hund" / "Large dog"),
+  so that the model knows when to stop on the two-word input people type into a search box;
 - placeholders: word pairs that translate each other (mutual best Dice association over the
   corpus, Och & Ney style, no external aligner) or identical items such as numbers are replaced
   by the same placeholder token `⦅k⦆` on both sides. Serving replaces numbers, URLs, e-mail
@@ -34,6 +37,7 @@ class AugmentRates:
     strip_punct: float = 0.0
     placeholders: float = 0.0
     max_placeholders: int = 2
+    fragments: float = 0.0
 
 
 def title_case(text: str) -> str:
@@ -71,6 +75,52 @@ def build_lexicon(sources: list[str], targets: list[str], min_count: int = 3,
             best_tgt[b] = (dice, a)
     return {a: b for a, (dice, b) in best_src.items()
             if dice >= min_dice and best_tgt.get(b, (0, ""))[1] == a}
+
+
+def truecase_table(sentences: list[str]) -> list[str]:
+    """Each word's most frequent form where its casing tells something (not sentence-initial; a word
+    seen only sentence-initially keeps that form): "Hund", "ein", "Mann"."""
+    counts: dict[str, Counter] = {}
+    initial: dict[str, Counter] = {}
+    for sentence in sentences:
+        for i, word in enumerate(sentence.split()):
+            core = re.sub(r"^\W+|\W+$", "", word)
+            if not core:
+                continue
+            (initial if i == 0 else counts).setdefault(core.lower(), Counter())[core] += 1
+    forms = {k: c.most_common(1)[0][0] for k, c in initial.items()}
+    forms.update({k: c.most_common(1)[0][0] for k, c in counts.items()})
+    return sorted(forms.values())
+
+
+def fragment(src: str, tgt: str, lexicon: dict[str, str], content: dict[str, str] | set,
+             rng: np.random.Generator) -> tuple[str, str] | None:
+    """A phrase of 1-3 source words and the target words that translate them one by one, in order
+    and adjacent on both sides, with at least one content word; capitalised like a fragment typed
+    on its own."""
+    sw, tw = src.split(), tgt.split()
+    tkeys = [word_key(w) for w in tw]
+    spans = []
+    for i in range(len(sw)):
+        j = tkeys.index(lexicon[word_key(sw[i])]) if lexicon.get(word_key(sw[i])) in tkeys else -1
+        if j < 0:
+            continue
+        n = 1
+        while (n < 3 and i + n < len(sw) and j + n < len(tw)
+               and lexicon.get(word_key(sw[i + n])) == tkeys[j + n]):
+            n += 1
+        for m in range(1, n + 1):
+            if any(word_key(w) in content for w in sw[i:i + m]):
+                spans.append((i, j, m))
+    if not spans:
+        return None
+    weight = np.array([m for _, _, m in spans], float)  # phrases rather than single words
+    i, j, m = spans[int(rng.choice(len(spans), p=weight / weight.sum()))]
+    clean = lambda words: [re.sub(r"^\W+|\W+$", "", w) for w in words]  # noqa: E731
+    a, b = " ".join(clean(sw[i:i + m])), " ".join(clean(tw[j:j + m]))
+    if not a or not b:
+        return None
+    return a[:1].upper() + a[1:], b[:1].upper() + b[1:]
 
 
 def _placeholder_pairs(src_words: list[str], tgt_words: list[str], lexicon: dict[str, str]):
@@ -112,18 +162,21 @@ def add_placeholders(src: str, tgt: str, lexicon: dict[str, str], rng: np.random
 
 
 def augment(sources: list[str], targets: list[str], rates: AugmentRates, lexicon: dict[str, str],
-            seed: int, epoch: int) -> tuple[list[str], list[str]]:
+            seed: int, epoch: int, word_lexicon: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
     """The corpus of one epoch: the same number of pairs, a share of them changed."""
     rng = np.random.default_rng([seed, epoch, 7])
     out_src, out_tgt = [], []
     case_roll = rng.random(len(sources))
     punct_roll = rng.random(len(sources))
     ph_roll = rng.random(len(sources))
+    frag_roll = rng.random(len(sources))
     lower_to = rates.lower
     upper_to = lower_to + rates.upper
     title_to = upper_to + rates.title
     for i, (s, t) in enumerate(zip(sources, targets)):
-        if ph_roll[i] < rates.placeholders:
+        if frag_roll[i] < rates.fragments and word_lexicon:
+            s, t = fragment(s, t, word_lexicon, lexicon, rng) or (s, t)
+        elif ph_roll[i] < rates.placeholders:
             s, t = add_placeholders(s, t, lexicon, rng, rates.max_placeholders)
         if punct_roll[i] < rates.strip_punct:
             s, t = strip_final_punct(s), strip_final_punct(t)

@@ -80,3 +80,13 @@ def release(ckpt: dict, half: bool = True) -> dict:
     if half:
         keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     return keep
+
+
+def round_weights_to_half(model: Seq2Seq) -> Seq2Seq:
+    """Weights rounded through fp16 (kept as fp32): the model as an fp16-stored bundle computes it."""
+    import torch
+
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    return model

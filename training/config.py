@@ -45,6 +45,7 @@ class AugmentConfig:
     strip_punct: float = 0.0  # ... without final punctuation
     placeholders: float = 0.0  # ... with aligned word pairs replaced by placeholders (copying)
     max_placeholders: int = 2  # placeholders per changed pair, at most
+    fragments: float = 0.0  # ... replaced by a short phrase of it (1-3 words each side)
 
 
 @dataclass
@@ -84,6 +85,7 @@ class TrainConfig:
     heatmaps: int = 3  # attention heatmap PNGs per validation
     max_output_tokens: int = 100
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
+    init_from: str = ""  # start from this checkpoint's weights and vocabulary (fine-tuning)
 
 
 @dataclass

@@ -21,7 +21,7 @@ from nmt.protect import word_key
 from nmt.search import SearchOptions, translate_batch
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from training import checkpoint
-from training.augment import AugmentRates, augment, build_lexicon
+from training.augment import AugmentRates, augment, build_lexicon, truecase_table
 from training.config import Config, as_dict
 from training.data import Corpus, clean, read_corpus
 from training.model import ModelConfig, Seq2Seq
@@ -94,6 +94,9 @@ class Trainer:
         self.elapsed = 0.0
         if ckpt is not None:
             self._restore(ckpt)
+        elif cfg.train.init_from:
+            start = checkpoint.build_model(checkpoint.load(cfg.train.init_from))
+            self.model.load_state_dict(start.state_dict())
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
                     if self.world > 1 else self.model)
@@ -113,13 +116,20 @@ class Trainer:
         self.valid = clean(read_corpus(d.valid_src, d.valid_tgt, d.valid_tsv), d.normalize)
         self.train_text = train
         self.rates = AugmentRates(a.lower, a.upper, a.title, a.strip_punct, a.placeholders,
-                                  a.max_placeholders)
-        self.lexicon = build_lexicon(train.sources, train.targets) if a.placeholders > 0 else {}
-        self.source_words = sorted({word_key(w) for s in train.sources for w in s.split()} - {""})
+                                  a.max_placeholders, a.fragments)
+        self.lexicon = (build_lexicon(train.sources, train.targets)
+                        if a.placeholders > 0 or a.fragments > 0 else {})
+        self.word_lexicon = (build_lexicon(train.sources, train.targets, max_share=1.0)
+                             if a.fragments > 0 else {})
+        self.source_words = truecase_table(train.sources)
         names = {"src": f"spm.{d.src_lang}.model", "tgt": f"spm.{d.tgt_lang}.model"}
         if v.joint:
             names = {"src": "spm.joint.model", "tgt": "spm.joint.model"}
         paths = {side: self.out / name for side, name in names.items()}
+        if self.main and self.cfg.train.init_from and not all(p.exists() for p in paths.values()):
+            # fine-tuning keeps the vocabulary the weights were trained with
+            written = checkpoint.write_spm(checkpoint.load(self.cfg.train.init_from), self.out)
+            paths = {side: written[side] for side in paths}
         if self.main and not all(p.exists() for p in paths.values()):
             # the vocabulary sees the corpus as it is and once as augmented (upper-case pieces)
             aug_src, aug_tgt = self._augmented(10 ** 6)
@@ -138,7 +148,7 @@ class Trainer:
 
     def _augmented(self, epoch: int) -> tuple[list[str], list[str]]:
         return augment(self.train_text.sources, self.train_text.targets, self.rates, self.lexicon,
-                       self.cfg.train.seed, epoch)
+                       self.cfg.train.seed, epoch, self.word_lexicon)
 
     def _load_epoch(self, epoch: int) -> None:
         """Token ids of the epoch's (augmented) training pairs; pairs too long are dropped."""

@@ -1,0 +1,239 @@
+"""Does the model translate what people actually type? One table over variants of the same captions
+and over sentences written for it, through the same text pipeline the server uses.
+
+    python bench/robustness.py --bundle models/demo-de-en [--split test|val] [--beam 5]
+    python bench/robustness.py --checkpoint runs/.../best.pt --split val     # before export
+
+Variants of Multi30k captions (val or test_2016_flickr): clean; lower-cased; UPPER-CASED; Title Cased;
+no final punctuation; three sentences per text (against the same sentences sent one by one);
+plus bench/data/fragments.tsv (two-word fragments), bench/data/protected.tsv (numbers, URLs,
+e-mails, names, emoji, with references) and captions with such items inserted (verbatim rate only).
+BLEU is sacreBLEU, case-insensitive. "degenerate": a word four or more times in a row, or more
+than three times as many words as the source. "verbatim": protected items found unchanged in the output.
+Writes bench/results/robustness-<split>-<name>.json; --plot saves a bar chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import random
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.provenance import write_result  # noqa: E402
+from training.augment import strip_final_punct, title_case  # noqa: E402
+
+MULTI30K = ROOT.parent / "shared" / "data" / "multi30k"
+DATA = ROOT / "bench" / "data"
+NAMES = ["Grzegorz", "Balthasar", "Wiebke", "Oskarine", "Quirin", "Jolanthe", "Fiffikus", "Zdenka"]
+EMOJI = ["😀", "🎸", "🍦", "🎉", "☕", "🐶"]
+URLS = ["www.foto-archiv.de/bild123", "https://example.org/galerie", "kontakt@fotoclub.de", "info.104@mail.de"]
+NUMBERS = {"Zwei": "2", "Drei": "3", "Vier": "4", "Fünf": "5", "Sechs": "6"}
+
+
+def read(path: Path) -> list[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
+def tsv(path: Path) -> tuple[list[str], list[str]]:
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+def with_items(sources: list[str], seed: int = 0) -> list[tuple[str, list[str]]]:
+    """Captions with a number, name, emoji, URL or e-mail put in: (sentence, items to keep)."""
+    rng = random.Random(seed)
+    out = []
+    for s in sources:
+        body = s.rstrip(" .")
+        first = s.split(" ", 1)[0]
+        kind = len(out) % 4
+        if kind == 0 and first in NUMBERS:
+            out.append((NUMBERS[first] + s[len(first):], [NUMBERS[first]]))
+        elif kind == 1 and re.match(r"^(Ein Mann|Eine Frau|Ein Junge|Ein Mädchen|Ein Hund) ", s):
+            name = rng.choice(NAMES)
+            head = " ".join(s.split(" ")[:2])
+            out.append((f"{head} namens {name}{s[len(head):]}", [name]))
+        elif kind == 2:
+            e = rng.choice(EMOJI)
+            out.append((f"{body} {e}.", [e]))
+        elif kind == 3:
+            u = rng.choice(URLS)
+            out.append((f"{body}, zu sehen auf {u}.", [u]))
+    return out
+
+
+def degenerate(source: str, output: str) -> bool:
+    words = [w.strip(".,!?;:\"'").lower() for w in output.split()]
+    run = 1
+    for a, b in zip(words, words[1:]):
+        run = run + 1 if a == b and a else 1
+        if run >= 4:
+            return True
+    return len(words) > 3 * max(len(source.split()), 1)
+
+
+def identical_items(source: str, reference: str) -> list[str]:
+    """Items of the hand-written set: numbers, URLs, e-mail addresses, emoji and names (capitalised
+    words after the first) that appear unchanged in source and reference."""
+    strip = lambda w: w.rstrip(".,")  # noqa: E731
+    ref = {strip(w) for w in reference.split()}
+    words = [strip(w) for w in source.split()]
+    item = lambda i, w: (any(not ch.isalpha() for ch in w) or (i > 0 and w[:1].isupper()))  # noqa: E731
+    return [w for i, w in enumerate(words) if w and w in ref and item(i, w)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", help="a model bundle (ONNX Runtime, as served)")
+    p.add_argument("--checkpoint", help="or a training checkpoint (PyTorch)")
+    p.add_argument("--name", help="name in the result file (default: the bundle's or checkpoint's)")
+    p.add_argument("--split", choices=["test", "val"], default="test")
+    p.add_argument("--sentences", type=int, default=0, help="use the first N captions (0: all)")
+    p.add_argument("--beam", type=int, default=5)
+    p.add_argument("--length-factor", type=float, default=2.0)
+    p.add_argument("--no-repeat-ngram", type=int, default=0)
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--coverage-penalty", type=float, default=0.0)
+    p.add_argument("--casing", choices=["truecase", "lower", "none"], default="truecase",
+                   help="rule for all-caps, all-lower and Title Case input (see nmt/text.py)")
+    p.add_argument("--punctuation", choices=["complete", "as-typed"], default="complete",
+                   help="complete: add a full stop to sentences typed without one (then drop it)")
+    p.add_argument("--no-protect", action="store_true", help="no placeholders for protected items")
+    p.add_argument("--no-names", action="store_true", help="do not protect unknown capitalised words")
+    p.add_argument("--only", help="comma-separated variants to run (default: all)")
+    p.add_argument("--plot", help="save a bar chart here")
+    args = p.parse_args()
+
+    import sacrebleu
+
+    from nmt.search import SearchOptions
+    from nmt.text import translate_texts
+
+    engine, processor, name = load(args)
+    processor.casing = args.casing
+    processor.complete_punctuation = args.punctuation == "complete"
+    if args.no_protect:
+        processor._src_placeholders, processor._tgt_placeholders = {}, {}
+    if args.no_names:
+        processor.protect_names = False
+    options = SearchOptions(beam_size=args.beam, max_length=200, max_length_factor=args.length_factor,
+                            no_repeat_ngram_size=args.no_repeat_ngram,
+                            repetition_penalty=args.repetition_penalty,
+                            coverage_penalty=args.coverage_penalty)
+    split = "test_2016_flickr" if args.split == "test" else "val"
+    src = read(MULTI30K / f"{split}.de.gz")
+    ref = read(MULTI30K / f"{split}.en.gz")
+    if args.sentences:
+        src, ref = src[: args.sentences], ref[: args.sentences]
+    triples = len(src) // 3 * 3
+    variants = {
+        "clean": (src, ref),
+        "lower-cased": ([s.lower() for s in src], ref),
+        "UPPER-CASED": ([s.upper() for s in src], ref),
+        "Title Cased": ([title_case(s) for s in src], ref),
+        # the translation of a sentence typed without its full stop ends without one too
+        "no final punctuation": ([strip_final_punct(s) for s in src], [strip_final_punct(r) for r in ref]),
+        "three sentences per text": ([" ".join(src[i:i + 3]) for i in range(0, triples, 3)],
+                                     [" ".join(ref[i:i + 3]) for i in range(0, triples, 3)]),
+        "two-word fragments": tsv(DATA / "fragments.tsv"),
+        "protected items (written)": tsv(DATA / "protected.tsv"),
+    }
+    inserted = with_items(src)
+    wanted = set(args.only.split(",")) if args.only else None
+    rows = []
+    for variant, (sources, refs) in variants.items():
+        if wanted and variant not in wanted:
+            continue
+        outputs = [t.text for t in translate_texts(engine, processor, sources, options, max_batch=64)]
+        row = {"variant": variant, "texts": len(sources),
+               "bleu": round(sacrebleu.corpus_bleu(outputs, [refs], lowercase=True).score, 2),
+               "degenerate": round(100 * sum(map(degenerate, sources, outputs)) / len(sources), 2)}
+        if variant == "protected items (written)":
+            items = [(identical_items(s, r), o) for s, r, o in zip(sources, refs, outputs)]
+            total = sum(len(i) for i, _ in items)
+            row["verbatim"] = round(100 * sum(x in o for i, o in items for x in i) / max(total, 1), 2)
+            row["items"] = total
+        if variant == "three sentences per text":
+            singles = [t.text for t in translate_texts(engine, processor, src[:triples], options)]
+            joined = [" ".join(singles[i:i + 3]) for i in range(0, triples, 3)]
+            row["one_by_one_bleu"] = round(sacrebleu.corpus_bleu(joined, [refs], lowercase=True).score, 2)
+        rows.append(row)
+        print(f"{variant}: {row}", flush=True)
+    if not wanted or "protected items (inserted)" in wanted:
+        sources = [s for s, _ in inserted]
+        outputs = [t.text for t in translate_texts(engine, processor, sources, options)]
+        kept = sum(x in o for (_, items), o in zip(inserted, outputs) for x in items)
+        total = sum(len(items) for _, items in inserted)
+        rows.append({"variant": "protected items (inserted)", "texts": len(sources), "bleu": None,
+                     "degenerate": round(100 * sum(map(degenerate, sources, outputs)) / len(sources), 2),
+                     "verbatim": round(100 * kept / max(total, 1), 2), "items": total})
+        print(f"protected items (inserted): {rows[-1]}", flush=True)
+    print_table(rows)
+    settings = {k: v for k, v in vars(args).items() if k not in ("plot",)}
+    write_result(f"robustness-{args.split}-{name}", {"model": name, "settings": settings, "rows": rows})
+    if args.plot:
+        plot(rows, args.plot, name)
+
+
+def load(args):
+    from nmt.text import TextProcessor
+    from nmt.tokenizer import Tokenizer
+
+    if args.bundle:
+        from service.bundle import load_bundle
+        from service.models import text_processor
+        from service.onnx_engine import OnnxEngine
+
+        bundle = load_bundle(args.bundle)
+        source, target = Tokenizer(bundle.source_tokenizer), Tokenizer(bundle.target_tokenizer)
+        return OnnxEngine(bundle), text_processor(bundle, source, target), args.name or bundle.name
+    import tempfile
+
+    from training import checkpoint
+    from training.torch_engine import TorchEngine
+
+    ckpt = checkpoint.load(args.checkpoint)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = checkpoint.write_spm(ckpt, Path(tmp))
+        source, target = Tokenizer(paths["src"]), Tokenizer(paths["tgt"])
+    words = ckpt.get("source_words")
+    processor = TextProcessor(source, target, ckpt["languages"]["source"],
+                              words.split("\n") if words else None)
+    return TorchEngine(checkpoint.build_model(ckpt)), processor, args.name or Path(args.checkpoint).stem
+
+
+def print_table(rows: list[dict]) -> None:
+    print("| input | texts | BLEU (case-insensitive) | degenerate | verbatim |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        bleu = "" if r["bleu"] is None else f"{r['bleu']:.2f}"
+        if "one_by_one_bleu" in r:
+            bleu += f" (one by one: {r['one_by_one_bleu']:.2f})"
+        verbatim = f"{r['verbatim']:.1f}% of {r['items']}" if "verbatim" in r else ""
+        print(f"| {r['variant']} | {r['texts']} | {bleu} | {r['degenerate']:.1f}% | {verbatim} |")
+
+
+def plot(rows: list[dict], path: str, name: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in rows if r["bleu"] is not None]
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.barh([r["variant"] for r in shown][::-1], [r["bleu"] for r in shown][::-1], color="#4c72b0")
+    ax.set_xlabel("BLEU (case-insensitive)")
+    ax.set_title(f"{name}: the same captions as people type them")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
