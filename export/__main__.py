@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from export import bundle_writer, quantize
-from export.onnx_export import OPSET, export_graphs, store_half
+from export.onnx_export import HALF_MIN_ELEMENTS, OPSET, export_graphs, store_half
 from export.verify import batch_invariance, made_up_sentences, parity
 
 MULTI30K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "multi30k"
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     onnx_engine = OnnxEngine(load_bundle(work))  # checked where it was written; published only if it passes
     if not args.fp32_weights:
         # compare like with like: the reference computes with the weights the bundle stores
-        checkpoint.round_weights_to_half(model)
+        checkpoint.round_weights_to_half(model, HALF_MIN_ELEMENTS)
     torch_engine = TorchEngine(model, packed=True)
     report = {"verification_set": where}
     report["parity_greedy"] = parity(torch_engine, onnx_engine, src_ids, args.max_length)

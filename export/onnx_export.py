@@ -108,7 +108,10 @@ def add_topk(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def store_half(path: Path, min_elements: int = 4096) -> None:
+HALF_MIN_ELEMENTS = 4096  # smaller initializers (biases, norms) stay fp32
+
+
+def store_half(path: Path, min_elements: int = HALF_MIN_ELEMENTS) -> None:
     """Store large float initializers in half precision, cast back to fp32 when the session loads
     (ONNX Runtime folds the Cast once): half the file size, fp32 arithmetic."""
     model = onnx.load(str(path))

@@ -54,11 +54,12 @@ class SearchOptions:
     coverage_penalty: float = 0.0  # beta of the GNMT coverage penalty; 0: off
 
     def length_limit(self, src_length: int) -> int:
-        """The most tokens this request may generate for a source of `src_length` tokens."""
+        """The most tokens this request may generate for a source of `src_length` tokens (never
+        fewer than an explicit min_length)."""
         if self.max_length_factor <= 0:
             return self.max_length
         bound = int(self.max_length_factor * src_length + self.max_length_constant)
-        return max(1, min(self.max_length, bound))
+        return max(1, self.min_length, min(self.max_length, bound))
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:

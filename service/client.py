@@ -6,6 +6,7 @@
         print(t.text, t.best.attention.shape)
 
     python -m service.client "Ein Mann fährt Fahrrad." --beam 5 --attention [--plot out.png]
+    python -m service.client "Ein Hund bellt. Eine Katze schläft." --sentences   (sentence by sentence)
     python -m service.client --file sentences.de > sentences.en      (progress bar on stderr)
 """
 
@@ -33,9 +34,24 @@ class Hypothesis:
 
 
 @dataclass
+class Sentence:
+    """One sentence of a text: text[start:end], its tokens, its own n-best and attention."""
+
+    start: int
+    end: int
+    source_tokens: list[str]
+    hypotheses: list[Hypothesis]
+
+    @property
+    def best(self) -> Hypothesis:
+        return self.hypotheses[0]
+
+
+@dataclass
 class Translation:
     hypotheses: list[Hypothesis]
     source_tokens: list[str] = field(default_factory=list)
+    sentences: list[Sentence] = field(default_factory=list)
 
     @property
     def best(self) -> Hypothesis:
@@ -46,12 +62,18 @@ class Translation:
         return self.hypotheses[0].text if self.hypotheses else ""
 
 
-def _translation(t: pb.Translation) -> Translation:
+def _hypotheses(message) -> list[Hypothesis]:
     hyps = []
-    for h in t.hypotheses:
+    for h in message.hypotheses:
         attention = np.array([list(row.weights) for row in h.attention], np.float32) if h.attention else None
         hyps.append(Hypothesis(h.text, h.score, h.log_prob, list(h.tokens), attention))
-    return Translation(hyps, list(t.source_tokens))
+    return hyps
+
+
+def _translation(t: pb.Translation) -> Translation:
+    sentences = [Sentence(s.source_start, s.source_end, list(s.source_tokens), _hypotheses(s))
+                 for s in t.sentences]
+    return Translation(_hypotheses(t), list(t.source_tokens), sentences)
 
 
 class TranslatorClient:
@@ -67,21 +89,20 @@ class TranslatorClient:
         self.metadata = [("authorization", f"Bearer {token}")] if token else None
         self.timeout = timeout
 
-    def translate(self, texts: list[str], *, model: str = "", beam_size: int = 0, num_hypotheses: int = 0,
-                  length_penalty: float = 0.0, max_output_tokens: int = 0, min_output_tokens: int = 0,
-                  return_attention: bool = False, timeout: float | None = None) -> list[Translation]:
-        """Translate texts in one call; options left at 0 take the server's defaults."""
-        request = self._request(texts, model, beam_size, num_hypotheses, length_penalty, max_output_tokens,
-                                min_output_tokens, return_attention)
+    def translate(self, texts: list[str], *, model: str = "", timeout: float | None = None,
+                  **options) -> list[Translation]:
+        """Translate texts (each may hold several sentences) in one call. Options, keyword only:
+        beam_size, num_hypotheses, length_penalty, max_output_tokens, min_output_tokens,
+        return_attention, max_length_factor, no_repeat_ngram_size, repetition_penalty,
+        coverage_penalty; left out (or 0 for the first five) they take the server's defaults."""
+        request = self._request(texts, model, options)
         response = self.stub.Translate(request, timeout=timeout or self.timeout, metadata=self.metadata)
         return [_translation(t) for t in response.translations]
 
-    def translate_stream(self, batches: Iterable[list[str]], **options) -> Iterator[list[Translation]]:
-        """One response per batch, in order, over one stream."""
-        requests = (self._request(texts, options.get("model", ""), options.get("beam_size", 0),
-                                  options.get("num_hypotheses", 0), options.get("length_penalty", 0.0),
-                                  options.get("max_output_tokens", 0), options.get("min_output_tokens", 0),
-                                  options.get("return_attention", False)) for texts in batches)
+    def translate_stream(self, batches: Iterable[list[str]], *, model: str = "",
+                         **options) -> Iterator[list[Translation]]:
+        """One response per batch, in order, over one stream; options as for `translate`."""
+        requests = (self._request(texts, model, options) for texts in batches)
         for response in self.stub.TranslateStream(requests, metadata=self.metadata):
             yield [_translation(t) for t in response.translations]
 
@@ -90,12 +111,13 @@ class TranslatorClient:
                                          metadata=self.metadata).models)
 
     @staticmethod
-    def _request(texts, model, beam_size, num_hypotheses, length_penalty, max_output_tokens,
-                 min_output_tokens, return_attention) -> pb.TranslateRequest:
-        options = pb.DecodingOptions(beam_size=beam_size, num_hypotheses=num_hypotheses,
-                                     length_penalty=length_penalty, max_output_tokens=max_output_tokens,
-                                     min_output_tokens=min_output_tokens, return_attention=return_attention)
-        return pb.TranslateRequest(texts=list(texts), model=model, options=options)
+    def _request(texts, model: str, options: dict) -> pb.TranslateRequest:
+        known = set(pb.DecodingOptions.DESCRIPTOR.fields_by_name)
+        unknown = set(options) - known
+        if unknown:
+            raise TypeError(f"unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        given = {k: v for k, v in options.items() if v is not None}
+        return pb.TranslateRequest(texts=list(texts), model=model, options=pb.DecodingOptions(**given))
 
     def close(self) -> None:
         self.channel.close()
@@ -114,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="", help="model name (default: the server's default model)")
     p.add_argument("--beam", type=int, default=0, help="beam size (1 greedy; default: server default)")
     p.add_argument("--n-best", type=int, default=0, help="hypotheses per text")
+    p.add_argument("--sentences", action="store_true", help="show each sentence's span and translation")
+    p.add_argument("--length-factor", type=float, help="at most FACTOR x source tokens + 10 (0: off)")
+    p.add_argument("--no-repeat-ngram", type=int, help="no n-gram of this size twice (0: off)")
+    p.add_argument("--repetition-penalty", type=float, help="> 1 discourages repeated tokens")
+    p.add_argument("--coverage-penalty", type=float, help="beam search: prefer translations covering every word")
     p.add_argument("--attention", action="store_true", help="print the attention matrix as a terminal heatmap")
     p.add_argument("--plot", metavar="PNG", help="save the attention heatmap of the first text (needs matplotlib)")
     p.add_argument("--file", help="read texts from this file, one per line")
@@ -135,12 +162,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{m.name}{' (default)' if m.is_default else ''}: {m.source_language}->{m.target_language}, "
                       f"quantization {m.quantization}{'; ' + scores if scores else ''}")
             return 0
+        options = dict(beam_size=args.beam, num_hypotheses=args.n_best, max_length_factor=args.length_factor,
+                       no_repeat_ngram_size=args.no_repeat_ngram, repetition_penalty=args.repetition_penalty,
+                       coverage_penalty=args.coverage_penalty)
         if args.texts:
-            results = client.translate(args.texts, model=args.model, beam_size=args.beam,
-                                       num_hypotheses=args.n_best, return_attention=want_attention)
+            results = client.translate(args.texts, model=args.model, return_attention=want_attention, **options)
             _show(results, args)
         else:
-            _translate_lines(client, args)
+            _translate_lines(client, args, options)
     except grpc.RpcError as e:
         print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
         return 1
@@ -156,20 +185,37 @@ def _show(results: list[Translation], args) -> None:
         for rank, h in enumerate(t.hypotheses):
             prefix = f"[{rank + 1}] " if len(t.hypotheses) > 1 else ""
             print(f"{prefix}{h.text}\t(score {h.score:.3f})" if len(t.hypotheses) > 1 else h.text)
-        if args.attention and t.hypotheses and t.best.attention is not None:
-            print(text_heatmap(t.best.attention, t.source_tokens, t.best.tokens))
-        if args.plot and i == 0 and t.hypotheses and t.best.attention is not None:
-            path = save_heatmap(t.best.attention, t.source_tokens, t.best.tokens, args.plot, title=t.best.text)
-            print(f"attention heatmap saved to {path}", file=sys.stderr)
+        if args.sentences:
+            text = args.texts[i]
+            for n, s in enumerate(t.sentences, 1):
+                print(f"  sentence {n} [{s.start}:{s.end}] {text[s.start:s.end]!r} -> {s.best.text!r}")
+        # one alignment per sentence: the picture NMT attention visualisations draw
+        parts = t.sentences if len(t.sentences) > 1 else [t]
+        if args.attention:
+            for part in parts:
+                if part.hypotheses and part.best.attention is not None:
+                    print(text_heatmap(part.best.attention, part.source_tokens, part.best.tokens))
+        if args.plot and i == 0:
+            for n, part in enumerate(parts, 1):
+                if not part.hypotheses or part.best.attention is None:
+                    continue
+                path = args.plot if len(parts) == 1 else _numbered(args.plot, n)
+                save_heatmap(part.best.attention, part.source_tokens, part.best.tokens, path, title=part.best.text)
+                print(f"attention heatmap saved to {path}", file=sys.stderr)
 
 
-def _translate_lines(client: TranslatorClient, args) -> None:
-    from tqdm import tqdm
+def _numbered(path: str, n: int) -> str:
+    stem, dot, ext = path.rpartition(".")
+    return f"{stem}-{n}.{ext}" if dot else f"{path}-{n}"
+
+
+def _translate_lines(client: TranslatorClient, args, options: dict) -> None:
+    from nmt.progress import progress
 
     lines = [line.rstrip("\n") for line in (open(args.file, encoding="utf-8") if args.file else sys.stdin)]
     batches = [lines[i:i + args.batch] for i in range(0, len(lines), args.batch)]
-    with tqdm(total=len(lines), unit="sentence", file=sys.stderr, desc="translating") as bar:
-        for results in client.translate_stream(batches, model=args.model, beam_size=args.beam):
+    with progress(total=len(lines), unit="line", desc="translating") as bar:
+        for results in client.translate_stream(batches, model=args.model, **options):
             for t in results:
                 print(t.text)
             bar.update(len(results))

@@ -23,6 +23,7 @@ class Model:
     source: Tokenizer
     target: Tokenizer
     scheduler: Scheduler
+    text: TextProcessor
 
     @property
     def name(self) -> str:
@@ -59,8 +60,9 @@ def load_models(paths: list[str], metrics: Metrics, cfg: SchedulerConfig, thread
         if bundle.name in models:
             raise BundleError(f"{path}: model name {bundle.name!r} is already served by another bundle")
         engine = OnnxEngine(bundle, threads)
-        model = Model(bundle, engine, Tokenizer(bundle.source_tokenizer), Tokenizer(bundle.target_tokenizer),
-                      Scheduler(engine, bundle.name, metrics, cfg))
+        source, target = Tokenizer(bundle.source_tokenizer), Tokenizer(bundle.target_tokenizer)
+        model = Model(bundle, engine, source, target, Scheduler(engine, bundle.name, metrics, cfg),
+                      text_processor(bundle, source, target))
         m = bundle.manifest
         metrics.register_model(bundle.name, {
             "source_language": str(m.get("source_language", "")),

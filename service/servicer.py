@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import grpc
 from google.protobuf import any_pb2
@@ -14,7 +15,8 @@ from service.config import ServerConfig
 from service.metrics import Metrics
 from service.models import Model
 from service.scheduler import Job
-from service.validation import InvalidArgument, check_texts, check_tokens, search_options
+from service.response import build_translations
+from service.validation import InvalidArgument, check_sentences, check_texts, search_options
 from translation.v1 import translator_pb2 as pb
 from translation.v1 import translator_pb2_grpc as pb_grpc
 
@@ -61,27 +63,27 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"model {request.model!r} is not served here; served: {', '.join(self.models)}")
         limits = self.cfg.limits
+        loop = asyncio.get_running_loop()
         try:
             options = search_options(request.options, self.cfg.defaults, limits)
             check_texts(request.texts, limits)
             started = time.perf_counter()
-            token_ids = model.source.encode_batch(list(request.texts))
+            # segmentation and tokenization take milliseconds per page: off the event loop
+            sentences = await loop.run_in_executor(None, lambda: [model.text.split(t) for t in request.texts])
             self.metrics.inference_seconds.labels(model.name, "tokenize").observe(time.perf_counter() - started)
-            check_tokens(token_ids, limits)
+            check_sentences(sentences, limits)
         except InvalidArgument as e:
             self.metrics.rejections.labels("invalid_argument").inc()
             await context.abort_with_status(_bad_request(e))
         remaining = context.time_remaining()
         budget = limits.max_request_seconds if remaining is None else min(remaining, limits.max_request_seconds)
         deadline = time.monotonic() + budget
-        loop = asyncio.get_running_loop()
+        # placeholders are put back with the help of the attention: ask for it where they are
+        with_attention = replace(options, return_attention=True)
         futures, jobs = [], []
-        for ids in token_ids:
-            if not ids:  # an empty text translates to an empty text, without the model
-                futures.append(None)
-                continue
+        for sentence in (s for text in sentences for s in text):
             future = loop.create_future()
-            jobs.append(Job(ids, options, deadline,
+            jobs.append(Job(sentence.ids, with_attention if sentence.items else options, deadline,
                             on_done=lambda job, f=future: loop.call_soon_threadsafe(_resolve, f, job)))
             futures.append(future)
         if jobs and not model.scheduler.submit(jobs):
@@ -90,7 +92,7 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
                                 f"server overloaded: more than {self.cfg.scheduler.max_queue} sentences are "
                                 f"waiting for model {model.name!r}; retry with backoff")
         try:
-            done = await asyncio.gather(*(f for f in futures if f is not None))
+            done = await asyncio.gather(*futures)
         except asyncio.CancelledError:  # the client cancelled or its deadline passed
             remaining = context.time_remaining()
             model.scheduler.cancel(jobs, "deadline" if remaining is not None and remaining <= 0.001 else "cancelled")
@@ -99,24 +101,9 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
             if job.error:
                 code, text = JOB_ERRORS[job.error]
                 await context.abort(code, text)
-        results = iter(done)
-        translations = [self._translation(model, ids, next(results) if f is not None else None, options)
-                        for ids, f in zip(token_ids, futures)]
+        translations = await loop.run_in_executor(
+            None, lambda: build_translations(model, request.texts, sentences, done, options.return_attention))
         return pb.TranslateResponse(translations=translations, model=model.name)
-
-    @staticmethod
-    def _translation(model: Model, ids: list[int], job: Job | None, options) -> pb.Translation:
-        source_tokens = model.source.pieces(ids)
-        if job is None:
-            return pb.Translation(hypotheses=[pb.Hypothesis(text="")], source_tokens=source_tokens)
-        hypotheses = []
-        for h in job.hypotheses:
-            hyp = pb.Hypothesis(text=model.target.decode(h.token_ids), score=h.score, log_prob=h.log_prob,
-                                tokens=model.target.pieces(h.token_ids))
-            if options.return_attention and h.attention is not None:
-                hyp.attention.extend(pb.AttentionRow(weights=row) for row in h.attention.tolist())
-            hypotheses.append(hyp)
-        return pb.Translation(hypotheses=hypotheses, source_tokens=source_tokens)
 
 
 def _resolve(future: asyncio.Future, job: Job) -> None:

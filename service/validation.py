@@ -34,11 +34,24 @@ def search_options(options, defaults: Defaults, limits: Limits) -> SearchOptions
     if options.min_output_tokens > max_out:
         bad.append(("options.min_output_tokens",
                     f"{options.min_output_tokens} exceeds max_output_tokens ({max_out})"))
+    given = lambda name: getattr(options, name) if options.HasField(name) else getattr(defaults, name)  # noqa: E731
+    factor, ngram = given("max_length_factor"), given("no_repeat_ngram_size")
+    repetition, coverage = given("repetition_penalty"), given("coverage_penalty")
+    if not math.isfinite(factor) or not 0 <= factor <= 100:
+        bad.append(("options.max_length_factor", f"{factor} must be between 0 (off) and 100"))
+    if ngram > 20:
+        bad.append(("options.no_repeat_ngram_size", f"{ngram} exceeds the maximum of 20"))
+    if not math.isfinite(repetition) or not 1 <= repetition <= 10:
+        bad.append(("options.repetition_penalty", f"{repetition} must be between 1 (off) and 10"))
+    if not math.isfinite(coverage) or not 0 <= coverage <= 10:
+        bad.append(("options.coverage_penalty", f"{coverage} must be between 0 (off) and 10"))
     if bad:
         raise InvalidArgument(bad)
     return SearchOptions(beam_size=beam, num_hypotheses=n_best, length_penalty=alpha,
                          min_length=options.min_output_tokens, max_length=max_out,
-                         return_attention=options.return_attention)
+                         return_attention=options.return_attention, max_length_factor=factor,
+                         no_repeat_ngram_size=ngram, repetition_penalty=repetition,
+                         coverage_penalty=coverage)
 
 
 def check_texts(texts, limits: Limits) -> None:
@@ -52,8 +65,19 @@ def check_texts(texts, limits: Limits) -> None:
         raise InvalidArgument(bad)
 
 
-def check_tokens(token_ids: list[list[int]], limits: Limits) -> None:
-    bad = [(f"texts[{i}]", f"{len(ids)} subword tokens exceed the maximum of {limits.max_tokens}")
-           for i, ids in enumerate(token_ids) if len(ids) > limits.max_tokens]
+def check_sentences(sentences: list[list], limits: Limits) -> None:
+    """Per text: how many sentences; per sentence: how many subword tokens; per request: sentences."""
+    bad = []
+    for i, text in enumerate(sentences):
+        if len(text) > limits.max_sentences:
+            bad.append((f"texts[{i}]", f"{len(text)} sentences exceed the maximum of {limits.max_sentences} per text"))
+        for j, s in enumerate(text):
+            if len(s.ids) > limits.max_tokens:
+                bad.append((f"texts[{i}]", f"sentence {j + 1} (characters {s.start}-{s.end}) has {len(s.ids)} "
+                                           f"subword tokens, more than the maximum of {limits.max_tokens}"))
+    total = sum(len(t) for t in sentences)
+    if total > limits.max_request_sentences:
+        bad.append(("texts", f"{total} sentences exceed the maximum of {limits.max_request_sentences} "
+                             f"per request; send them in several requests"))
     if bad:
-        raise InvalidArgument(bad)
+        raise InvalidArgument(bad[:20])

@@ -31,7 +31,11 @@ def tiny_bundle(tiny_checkpoint, tmp_path_factory):
 
 
 def test_exported_bundle_translates_like_pytorch(tiny_checkpoint, tiny_bundle):
-    model = checkpoint.build_model(checkpoint.load(tiny_checkpoint[1]))
+    from export.onnx_export import HALF_MIN_ELEMENTS
+
+    # like with like: the bundle computes with the weights it stores (large ones in fp16)
+    model = checkpoint.round_weights_to_half(checkpoint.build_model(checkpoint.load(tiny_checkpoint[1])),
+                                             HALF_MIN_ELEMENTS)
     torch_engine, onnx_engine = TorchEngine(model), OnnxEngine(load_bundle(tiny_bundle))
     rng = np.random.default_rng(0)
     sources = [rng.integers(4, model.cfg.src_vocab_size, size=n).tolist() for n in (1, 9, 3, 14, 6, 2)]
@@ -51,11 +55,13 @@ def test_exported_bundle_translates_like_pytorch(tiny_checkpoint, tiny_bundle):
 def test_manifest_describes_the_bundle(tiny_bundle):
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())
     assert manifest["format_version"] == 1 and manifest["quantization"] == "none"
-    assert set(manifest["files"]) == {"encoder.onnx", "decoder.onnx", "spm.joint.model", "MODEL_CARD.md"}
+    assert set(manifest["files"]) == {"encoder.onnx", "decoder.onnx", "spm.joint.model", "MODEL_CARD.md",
+                                      "source_words.txt"}
+    assert manifest["known_words"] == "source_words.txt" and manifest["name"] == "de-en"  # --name default
     assert [i["name"] for i in manifest["graphs"]["decoder"]["inputs"]][:2] == ["prev_ids", "k"]
     assert manifest["verification"]["parity_greedy"]["identical"] == 1.0
     card = (tiny_bundle / "MODEL_CARD.md").read_text()
-    assert "# Model card: tiny-bundle" in card and "identical" in card and "How to reproduce" in card
+    assert "# Model card: de-en" in card and "identical" in card and "How to reproduce" in card
 
 
 @pytest.mark.parametrize("damage,message", [

@@ -68,8 +68,9 @@ def test_attention_alignment_shapes_and_sums(client):
 def test_empty_text_translates_to_empty_text(client, server):
     model = next(iter(server.srv.models))
     steps = server.value("translator_decode_steps_total", model=model)
-    results = client.translate(["", "   "])
-    assert [r.text for r in results] == ["", ""]
+    results = client.translate(["", "   ", "\n"])
+    assert [r.text for r in results] == ["", "   ", "\n"]  # blank texts keep their whitespace
+    assert all(r.sentences == [] for r in results)
     assert server.value("translator_decode_steps_total", model=model) == steps
 
 
@@ -131,7 +132,8 @@ def test_unknown_model_is_not_found_and_oversized_message_is_refused(server):
 
 def test_deadline_and_cancellation_free_their_rows(server):
     s = stub(server)
-    slow = pb.TranslateRequest(texts=[SENTENCES[0]], options=pb.DecodingOptions(
+    # 8 sentences x beam 5 x 190 steps: far longer than the 0.15 s deadline on any machine
+    slow = pb.TranslateRequest(texts=[SENTENCES[0]] * 8, options=pb.DecodingOptions(
         beam_size=5, min_output_tokens=190, max_output_tokens=200))
     before = server.value("translator_cancellations_total", reason="deadline")
     with pytest.raises(grpc.RpcError) as err:

@@ -82,11 +82,13 @@ def release(ckpt: dict, half: bool = True) -> dict:
     return keep
 
 
-def round_weights_to_half(model: Seq2Seq) -> Seq2Seq:
-    """Weights rounded through fp16 (kept as fp32): the model as an fp16-stored bundle computes it."""
+def round_weights_to_half(model: Seq2Seq, min_elements: int) -> Seq2Seq:
+    """Weights of at least `min_elements` rounded through fp16 (kept as fp32): the model as a bundle
+    that stores those in half precision computes it (export/onnx_export.py, store_half)."""
     import torch
 
     with torch.no_grad():
         for p in model.parameters():
-            p.copy_(p.half().float())
+            if p.numel() >= min_elements:
+                p.copy_(p.half().float())
     return model

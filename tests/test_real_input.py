@@ -1,0 +1,158 @@
+"""What people actually type: several sentences and paragraphs, any casing, no final full stop,
+numbers, URLs, e-mail addresses, names and emoji. Unit tests of the text pipeline, then the same
+through a real server with the committed demo bundle."""
+
+import numpy as np
+import pytest
+
+from nmt.protect import PLACEHOLDERS, protect, repair, restore
+from nmt.segment import sentence_spans
+from nmt.text import casing_style, compound_head, join, truecase
+
+GERMAN = ("Ein kleines Mädchen klettert in ein Spielhaus aus Holz. Ein Mann schläft auf einer Bank.  "
+          "Zwei Hunde rennen über eine Wiese!\n\nAm 3. Mai spielt der 1. FC Köln. Dr. Müller kommt z. B. "
+          "um 10 Uhr\nein hund rennt")
+
+
+def test_segmentation_finds_sentences_and_keeps_the_whitespace_between_them():
+    spans = sentence_spans(GERMAN, "de")
+    sentences = [GERMAN[a:b] for a, b in spans]
+    assert sentences == ["Ein kleines Mädchen klettert in ein Spielhaus aus Holz.",
+                         "Ein Mann schläft auf einer Bank.", "Zwei Hunde rennen über eine Wiese!",
+                         "Am 3. Mai spielt der 1. FC Köln.", "Dr. Müller kommt z. B. um 10 Uhr",
+                         "ein hund rennt"]
+
+    class S:  # what join needs of a sentence: its span
+        def __init__(self, span):
+            self.start, self.end = span
+    # translating every sentence as itself gives the text back, byte for byte
+    assert join(GERMAN, [S(s) for s in spans], sentences) == GERMAN
+    assert join("  a.  ", [S((2, 4))], ["X"]) == "  X  "
+    assert sentence_spans("   \n ", "de") == [] and sentence_spans("", "de") == []
+    assert [x for x in sentence_spans("Un chat. Deux chiens.", "xx")]  # no pysbd language: sentencex
+
+
+def test_protected_items_become_placeholders_and_come_back():
+    text = "Schreib an info.104@mail.de oder https://zoo-leipzig.de/tickets, Linie 99 um 14:30 😀 Grzegorz!"
+    p = protect(text, is_name=lambda w: w == "Grzegorz")
+    assert p.items == {"⦅1⦆": "info.104@mail.de", "⦅2⦆": "https://zoo-leipzig.de/tickets", "⦅3⦆": "99",
+                       "⦅4⦆": "14:30", "⦅5⦆": "😀", "⦅6⦆": "Grzegorz"}
+    assert "⦅1⦆" in p.text and "@" not in p.text and "Schreib" in p.text
+    assert restore(p.text, p.items) == text
+    many = protect(" ".join(str(n) for n in range(20)))
+    assert len(many.items) == len(PLACEHOLDERS) and "19" in many.text  # the rest left as typed
+
+
+def test_repair_puts_a_dropped_placeholder_after_its_neighbours_translation():
+    # source: "schreibt ⦅1⦆ an" ; output "writes on" lost the placeholder (target id 50)
+    source_words = [True, False, True]
+    attention = np.array([[0.9, 0.05, 0.05], [0.1, 0.1, 0.8]], np.float32)
+    ids, att = repair([10, 11], attention, {50: 1}, {50, 51}, source_words, [True, True], space_id=4)
+    assert ids == [10, 4, 50, 11]
+    assert att.shape == (4, 3) and att[2, 1] == 1.0 and np.allclose(att[0], attention[0])
+    # an invented placeholder and a duplicate are dropped
+    ids, _ = repair([50, 10, 50, 51], None, {50: 1}, {50, 51}, source_words, [True] * 4)
+    assert ids == [50, 10]
+
+
+def test_casing_styles_and_truecasing():
+    forms = {w.lower(): w for w in ["Hund", "ein", "Mann", "Straße", "Fußgänger", "Weg", "fährt", "Fahrrad"]}
+    assert [casing_style(t) for t in ["EIN MANN", "ein mann fährt", "Ein Mann Fährt Fahrrad",
+                                      "Ein Mann fährt Fahrrad."]] == ["upper", "lower", "title", "mixed"]
+    assert truecase("EIN MANN FÄHRT FAHRRAD.", forms) == "Ein Mann fährt Fahrrad."
+    assert truecase("ein hund auf der strasse", forms) == "Ein Hund Auf Der Straße"  # unknown: names
+    assert truecase("ein fußgängerweg und grzegorz", forms, names=False) == "Ein Fußgängerweg und grzegorz"
+    assert compound_head("fußgängerweg", forms) == "weg" and compound_head("grzegorz", forms) is None
+
+
+# -- through the server ---------------------------------------------------------------------
+
+from service.client import TranslatorClient  # noqa: E402
+from tests.servers import RunningServer, make_config  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    srv = RunningServer(make_config(limits__max_chars=2000, limits__max_sentences=4,
+                                    limits__max_request_sentences=6)).start()
+    with TranslatorClient(srv.address) as c:
+        c.server = srv
+        yield c
+    srv.stop()
+
+
+def test_a_text_of_several_sentences_returns_every_sentence(client):
+    text = ("Ein kleines Mädchen klettert in ein Spielhaus aus Holz. Ein Mann schläft auf einer Bank.\n\n"
+            "Zwei Hunde rennen über eine Wiese.")
+    [t] = client.translate([text], beam_size=2, num_hypotheses=2, return_attention=True)
+    assert len(t.sentences) == 3
+    assert [text[s.start:s.end] for s in t.sentences][1] == "Ein Mann schläft auf einer Bank."
+    words = t.text.lower()
+    assert "girl" in words and "bench" in words and "dogs" in words
+    # the text's own whitespace between sentences
+    first, second, third = (s.best.text for s in t.sentences)
+    assert t.text == f"{first} {second}\n\n{third}"
+    # per sentence: its own alignment; whole text: block diagonal, each row summing to 1
+    for s in t.sentences:
+        assert s.best.attention.shape == (len(s.best.tokens), len(s.source_tokens))
+    whole = t.best.attention
+    assert whole.shape == (len(t.best.tokens), len(t.source_tokens))
+    np.testing.assert_allclose(whole.sum(axis=1), 1.0, atol=1e-4)
+    rows, cols = len(t.sentences[0].best.tokens), len(t.sentences[0].source_tokens)
+    assert whole[:rows, cols:].sum() == 0 and whole[rows:, :cols].sum() == 0
+    assert len(t.hypotheses) == 2 and len(t.sentences[0].hypotheses) == 2
+
+
+def test_sentence_limits_are_invalid_argument_naming_the_limit(client):
+    import grpc
+
+    with pytest.raises(grpc.RpcError) as err:
+        client.translate(["Ein Hund. " * 5])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "5 sentences exceed the maximum of 4 per text" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        client.translate(["Ein Hund. Eine Katze. Ein Pferd."] * 3)
+    assert "9 sentences exceed the maximum of 6 per request" in err.value.details()
+    assert client.translate(["Ein Hund."])[0].text
+
+
+def test_what_people_type_comes_back_whole(client):
+    cases = ["Ein Bus der Linie 99 fährt durch die Stadt.",
+             "Ein Mann schreibt info.104@mail.de an eine Tafel.",
+             "Eine Frau geht an einem Plakat für www.sommerfest2024.de vorbei.",
+             "Ein Hund namens Balthasar spielt im Park.",
+             "Zwei Kinder essen Eis 🍦 am Strand."]
+    items = ["99", "info.104@mail.de", "www.sommerfest2024.de", "Balthasar", "🍦"]
+    results = client.translate(cases, beam_size=5)
+    for item, t in zip(items, results):
+        assert t.text.count(item) == 1, (item, t.text)
+        assert "⦅" not in t.text and "⁇" not in t.text
+    [upper, lower, plain] = client.translate(["EIN MANN FÄHRT FAHRRAD.", "ein mann fährt fahrrad",
+                                              "Ein Mann fährt Fahrrad."])
+    assert upper.text == upper.text.upper() and "MAN" in upper.text and "FAHRRAD" not in upper.text
+    assert "man" in lower.text.lower() and lower.text.rstrip()[-1] != "."  # typed without a full stop
+    for word in ("Hund", "Ein Hund", "Katze"):  # fragments end instead of looping
+        [t] = client.translate([word])
+        assert 1 <= len(t.text.split()) <= 3, t.text
+
+
+def test_guard_options_reach_the_search_and_are_validated(client):
+    import grpc
+
+    from translation.v1 import translator_pb2 as pb
+
+    [t] = client.translate(["Zwei Hunde spielen im Schnee."], max_length_factor=0.5, max_output_tokens=50)
+    assert len(t.best.tokens) <= int(0.5 * len(t.sentences[0].source_tokens) + 10)
+    [t] = client.translate(["Zwei Hunde spielen im Schnee."], no_repeat_ngram_size=1, repetition_penalty=1.5,
+                           beam_size=3, coverage_penalty=0.2)
+    assert len(t.best.tokens) == len(set(t.best.tokens))
+    for bad, field in [(dict(repetition_penalty=0.5), "options.repetition_penalty"),
+                       (dict(coverage_penalty=-1.0), "options.coverage_penalty"),
+                       (dict(max_length_factor=float("nan")), "options.max_length_factor"),
+                       (dict(no_repeat_ngram_size=99), "options.no_repeat_ngram_size")]:
+        with pytest.raises(grpc.RpcError) as err:
+            client.translate(["Ein Hund."], **bad)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in err.value.details()
+    with pytest.raises(TypeError, match="unknown option"):
+        client.translate(["Ein Hund."], beam=3)
+    assert pb.DecodingOptions(coverage_penalty=0.0).HasField("coverage_penalty")  # zero can be asked for
