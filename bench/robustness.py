@@ -106,6 +106,7 @@ def main() -> None:
                    help="rule for all-caps, all-lower and Title Case input (see nmt/text.py)")
     p.add_argument("--punctuation", choices=["complete", "as-typed"], default="complete",
                    help="complete: add a full stop to sentences typed without one (then drop it)")
+    p.add_argument("--no-split", action="store_true", help="translate each text as one row (no segmentation)")
     p.add_argument("--no-protect", action="store_true", help="no placeholders for protected items")
     p.add_argument("--no-names", action="store_true", help="do not protect unknown capitalised words")
     p.add_argument("--only", help="comma-separated variants to run (default: all)")
@@ -120,6 +121,7 @@ def main() -> None:
     engine, processor, name = load(args)
     processor.casing = args.casing
     processor.complete_punctuation = args.punctuation == "complete"
+    processor.segment = not args.no_split
     if args.no_protect:
         processor._src_placeholders, processor._tgt_placeholders = {}, {}
     if args.no_names:

@@ -116,6 +116,7 @@ class TextProcessor:
         complete_punctuation: a sentence typed without final punctuation is translated with a full
         stop added, and the full stop is taken off the translation."""
         self.complete_punctuation = complete_punctuation
+        self.segment = True
         self.source, self.target, self.language = source, target, language
         self.forms = {w.lower(): w for w in word_forms or () if w}
         self.protect_names = bool(self.forms)
@@ -147,7 +148,13 @@ class TextProcessor:
 
     def split(self, text: str) -> list[SourceSentence]:
         """The sentences of `text`, ready for the model."""
-        return [self.prepare(text[a:b], a, b) for a, b in sentence_spans(text, self.language)]
+        if not self.segment:  # the whole text as one row (only to measure what splitting buys)
+            stripped = text.strip()
+            start = text.find(stripped) if stripped else 0
+            spans = [(start, start + len(stripped))] if stripped else []
+        else:
+            spans = sentence_spans(text, self.language)
+        return [self.prepare(text[a:b], a, b) for a, b in spans]
 
     def prepare(self, sentence: str, start: int = 0, end: int | None = None) -> SourceSentence:
         model_text = normalize(sentence)

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 
@@ -131,3 +132,45 @@ def test_multi30k_config_reads_the_shared_corpus():
     corpus = read_parallel(ROOT / cfg.data.train_src, ROOT / cfg.data.train_tgt)
     assert len(corpus) == 29000
     assert "non-commercial" in cfg.data.license
+
+
+def test_augmentation_changes_both_sides_alike_and_is_reproducible():
+    from training.augment import AugmentRates, augment, build_lexicon
+
+    src = [f"Ein Hund namens Rex{i} rennt über die Wiese {i}." for i in range(400)]
+    tgt = [f"A dog named Rex{i} runs across the meadow {i}." for i in range(400)]
+    lexicon = build_lexicon(src * 2 + ["Eine Katze schläft."] * 20, tgt * 2 + ["A cat sleeps."] * 20,
+                            max_share=1.0)
+    rates = AugmentRates(lower=0.2, upper=0.1, strip_punct=0.3, placeholders=0.3)
+    a_src, a_tgt = augment(src, tgt, rates, lexicon, seed=1, epoch=0)
+    assert (a_src, a_tgt) == augment(src, tgt, rates, lexicon, seed=1, epoch=0)  # resumable
+    assert augment(src, tgt, rates, lexicon, seed=1, epoch=1) != (a_src, a_tgt)  # fresh each epoch
+    lower = [i for i, s in enumerate(a_src) if s == s.lower()]
+    assert 40 < len(lower) < 130 and all(a_tgt[i] == a_tgt[i].lower() for i in lower)
+    unpunct = [i for i, s in enumerate(a_src) if not s.endswith(".")]
+    assert 70 < len(unpunct) < 180 and all(not a_tgt[i].endswith(".") for i in unpunct)
+    with_ph = [i for i, s in enumerate(a_src) if "⦅" in s]
+    assert len(with_ph) > 50
+    for i in with_ph:  # the same placeholders on both sides, standing for words that translate each other
+        assert sorted(re.findall("⦅.⦆", a_src[i])) == sorted(re.findall("⦅.⦆", a_tgt[i]))
+
+
+def test_cli_progress_is_plain_lines_in_a_log_and_checkpoint_knows_its_words(tmp_path, tiny_files):
+    run = subprocess.run([sys.executable, "-m", "training", "train",
+                          *[a for o in tiny_overrides(tiny_files, tmp_path / "cli", steps=6) for a in ("--set", o)]],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "\r" not in run.stderr and "train: 6/6 step" in run.stderr
+    ckpt = checkpoint.load(tmp_path / "cli" / "best.pt")
+    assert "hund" in ckpt["source_words"].split("\n")  # the tiny corpus is lower case
+
+
+def test_fine_tuning_starts_from_the_given_weights_and_vocabulary(tmp_path, tiny_files, tiny_checkpoint):
+    _, best = tiny_checkpoint
+    cfg = load_config(None, tiny_overrides(tiny_files, tmp_path / "ft", steps=2) + [f"train.init_from={best}"])
+    trainer = Trainer(cfg)
+    start = checkpoint.build_model(checkpoint.load(best)).state_dict()
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(value, start[name]), name
+    assert (checkpoint.spm_entry(trainer.spm_paths["src"])["sha256"]
+            == checkpoint.load(best)["spm"]["src"]["sha256"])

@@ -35,12 +35,13 @@ def tiny_overrides(corpus: dict[str, Path], out_dir: Path, steps: int = 30) -> l
     return [
         f"data.train_src={corpus['src']}", f"data.train_tgt={corpus['tgt']}",
         f"data.valid_src={corpus['src']}", f"data.valid_tgt={corpus['tgt']}",
-        "vocab.size=300", "model.emb_size=16", "model.encoder_hidden=16", "model.decoder_hidden=32",
+        "vocab.size=340", "model.emb_size=16", "model.encoder_hidden=16", "model.decoder_hidden=32",
         "model.attention_size=16", "model.output_size=16", "model.dropout=0.1",
         f"train.out_dir={out_dir}", f"train.max_steps={steps}", f"train.valid_every={steps // 2}",
         "train.save_every=5", "train.batch_tokens=200", "train.valid_max_sentences=20",
         "train.heatmaps=1", "train.max_output_tokens=20", "train.max_minutes=0", "train.lr=0.01",
-        "train.threads=1",
+        "train.threads=1", "augment.lower=0.1", "augment.upper=0.1", "augment.strip_punct=0.2",
+        "augment.placeholders=0.2", "augment.fragments=0.05",
     ]
 
 

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train (resumes from OUT_DIR/last.pt when present)")
-    p.add_argument("--config", required=True, help="TOML file, see configs/")
+    p.add_argument("--config", help="TOML file, see configs/ (without one: the defaults and --set)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key")
     p.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
     p.set_defaults(func=cmd_train)

@@ -1,0 +1,130 @@
+"""The README's measured tables, generated from the result files under bench/results/ (each records
+its CPU, versions, commit and command). Figures are never typed into the README by hand.
+
+    python bench/readme_tables.py           # rewrite the tables between <!-- table:NAME --> markers
+    python bench/readme_tables.py --check   # exit 1 when the README and the result files disagree
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+README = ROOT / "README.md"
+
+
+def _load(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def _source(*results: dict) -> str:
+    parts = []
+    for r in results:
+        p = r["provenance"]
+        parts.append(f"`{p['command']}` at {p['commit'][:10]}{' (uncommitted changes)' if p.get('dirty') else ''}, "
+                     f"{p['cpu']['model']} ({p['cpu']['cores']} cores), {p['date'][:10]}")
+    return "Source: " + "; ".join(parts) + "."
+
+
+def robustness() -> str:
+    now = _load("robustness-test-demo-de-en")
+    before = _load("robustness-test-previous-demo-as-typed")
+    old = {r["variant"]: r for r in before["rows"]}
+    lines = ["| input (test_2016_flickr, beam 5) | texts | BLEU | degenerate | verbatim | before: BLEU | before: degenerate | before: verbatim |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def cells(r):
+        if r is None:
+            return ["", "", ""]
+        bleu = "" if r["bleu"] is None else f"{r['bleu']:.2f}"
+        if "one_by_one_bleu" in r:
+            bleu += f" (one by one {r['one_by_one_bleu']:.2f})"
+        verbatim = f"{r['verbatim']:.1f}% of {r['items']}" if "verbatim" in r else ""
+        return [bleu, f"{r['degenerate']:.1f}%", verbatim]
+
+    for r in now["rows"]:
+        lines.append("| " + " | ".join([r["variant"], str(r["texts"])] + cells(r) + cells(old.get(r["variant"]))) + " |")
+    return "\n".join(lines) + "\n\n" + _source(now, before)
+
+
+def guards() -> str:
+    g = _load("guards-val-demo-de-en")
+    lines = [f"| guard (validation, beam {g['beam']}) | BLEU | vs none | degenerate | two-word fragments BLEU |",
+             "|---|---|---|---|---|"]
+    for r in g["rows"]:
+        lines.append(f"| {r['guard']} | {r['bleu']:.2f} | {r['delta']:+.2f} | {r['degenerate']:.1f}% | "
+                     f"{r['fragments_bleu']:.2f} |")
+    return "\n".join(lines) + "\n\n" + _source(g)
+
+
+def segmenters() -> str:
+    s = _load("segmenters")
+    lines = ["| segmenter | German cases right | English cases right |", "|---|---|---|"]
+    by = {}
+    for r in s["rows"]:
+        by.setdefault(r["segmenter"], {})[r["lang"]] = f"{r['correct']}/{r['cases']}"
+    for name, langs in by.items():
+        lines.append(f"| {name} | {langs.get('de', '')} | {langs.get('en', '')} |")
+    return "\n".join(lines) + "\n\n" + _source(s)
+
+
+def demo_scores() -> str:
+    rows = ["| bundle | decoding | BLEU | chrF | signature |", "|---|---|---|---|---|"]
+    sources = []
+    for name in ("demo-de-en", "demo-de-en-int8"):
+        path = ROOT / "models" / name / "manifest.json"
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        for key, score in sorted(manifest.get("scores", {}).items()):
+            rows.append(f"| `{name}` | {key} | {score['bleu']:.2f} | {score['chrf']:.2f} | `{score['bleu_signature']}` |")
+        sources.append(f"`models/{name}/manifest.json`")
+    return "\n".join(rows) + "\n\nSource: " + ", ".join(sources) + "."
+
+
+def quantization() -> str:
+    rows = ["| bundle | size | greedy BLEU (ONNX Runtime) | greedy identical to PyTorch | identical alone vs in a batch |",
+            "|---|---|---|---|---|"]
+    for name in ("demo-de-en", "demo-de-en-int8"):
+        folder = ROOT / "models" / name
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        v = manifest["verification"]
+        size = sum(f.stat().st_size for f in folder.iterdir()) / 1e6
+        rows.append(f"| `{name}` ({manifest['quantization']}) | {size:.1f} MB | {v['bleu_greedy_onnx']:.2f} | "
+                    f"{v['parity_greedy']['identical']:.1%} of {v['parity_greedy']['sentences']} | "
+                    f"{v['batch_invariance']['identical']:.1%} of {v['batch_invariance']['sentences']} |")
+    return "\n".join(rows) + "\n\nSource: `models/demo-de-en*/manifest.json` (export-time checks)."
+
+
+TABLES = {"quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
+
+
+def render(text: str) -> str:
+    for name, make in TABLES.items():
+        pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(\n<!-- /table:{name} -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"README.md has no <!-- table:{name} --> block")
+        text = pattern.sub(lambda m: m.group(1) + make() + m.group(2), text)
+    return text
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--check", action="store_true")
+    args = p.parse_args()
+    current = README.read_text(encoding="utf-8")
+    wanted = render(current)
+    if args.check:
+        if wanted != current:
+            print("README.md tables differ from bench/results/: run python bench/readme_tables.py", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(wanted, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
