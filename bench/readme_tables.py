@@ -99,7 +99,29 @@ def quantization() -> str:
     return "\n".join(rows) + "\n\nSource: `models/demo-de-en*/manifest.json` (export-time checks)."
 
 
-TABLES = {"quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
+def _variants(names: list[tuple[str, str]], variants: list[str]) -> str:
+    results = [(label, _load(name)) for label, name in names]
+    lines = ["| rule (validation, beam 5) | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
+    for label, r in results:
+        by = {row["variant"]: row for row in r["rows"]}
+        lines.append(f"| {label} | " + " | ".join(f"{by[v]['bleu']:.2f}" for v in variants) + " |")
+    return "\n".join(lines) + "\n\n" + _source(*(r for _, r in results))
+
+
+def casing() -> str:
+    return _variants([("as typed (augmentation only)", "robustness-val-casing-none"),
+                      ("all-caps input lower-cased", "robustness-val-casing-lower"),
+                      ("truecasing (served)", "robustness-val-casing-truecase")],
+                     ["clean", "lower-cased", "UPPER-CASED", "Title Cased"])
+
+
+def punctuation() -> str:
+    return _variants([("as typed", "robustness-val-punctuation-as-typed"),
+                      ("full stop completed (served)", "robustness-val-punctuation-complete")],
+                     ["clean", "no final punctuation", "two-word fragments"])
+
+
+TABLES = {"casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
 
 
 def render(text: str) -> str:

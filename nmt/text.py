@@ -191,6 +191,10 @@ class TextProcessor:
             starts = [p.startswith("▁") for p in self.target.pieces(ids)]
             ids, attention = repair(ids, attention, wanted, set(self._tgt_placeholders.values()),
                                     words, starts, self._space_id)
+        if sentence.unfinished:  # the full stop we added: off the tokens and the attention too
+            while ids and _FINAL_STOP.fullmatch(self.target.sp.id_to_piece(ids[-1]).lstrip("▁") or " "):
+                ids = ids[:-1]
+                attention = attention[:-1] if attention is not None else None
         text = self.target.decode(ids)
         text = re.sub(r"(?<=\S) {2,}(?=\S)", " ", text).strip(" ")  # a stray "▁" gives two spaces
         if sentence.items:
