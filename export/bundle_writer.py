@@ -112,6 +112,9 @@ python -m export --checkpoint models/checkpoints/demo-de-en.pt --out models/{m['
 ```
 
 **Known limits.** Image-caption domain (Flickr30K descriptions): short, literal, present-tense
-sentences about people, animals and scenes. Expect poor output on other domains, long sentences,
-names and numbers it has not seen. No casing or punctuation repair beyond what it learned.
+sentences about people, animals and scenes. Expect poor output on other domains and on long
+sentences. The serving pipeline splits texts into sentences, truecases all-caps, all-lower and
+Title Case input, completes a missing final full stop, and copies numbers, URLs, e-mail addresses,
+emoji and unknown names through placeholders; words it has never seen that are not names are still
+translated piece by piece, often badly.
 """

@@ -19,7 +19,14 @@ MODES = ("int8", "int8-dynamic")
 
 
 def apply(path: Path, mode: str) -> None:
+    import logging
+
     import onnx
+
+    # the quantizer logs one INFO line per graph node ("skip to quantize ..."): hundreds of lines
+    logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
+    for name in ("onnxruntime.quantization.matmul_nbits_quantizer",):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     if mode == "int8-dynamic":
         from onnxruntime.quantization import QuantType, quantize_dynamic
