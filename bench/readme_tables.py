@@ -126,10 +126,10 @@ TABLES = {"casing": casing, "punctuation": punctuation, "quantization": quantiza
 
 def render(text: str) -> str:
     for name, make in TABLES.items():
-        pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(\n<!-- /table:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- table:{name} --> block")
-        text = pattern.sub(lambda m: m.group(1) + make() + m.group(2), text)
+        text = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(2), text)
     return text
 
 

@@ -1,16 +1,22 @@
 """The engine interface that the one search drives (PyTorch in training, ONNX Runtime in serving).
 
-An engine does two things; everything else (beam bookkeeping, batching) is the search's job:
+An engine computes, and owns the layout of its state; the search owns everything else (beam
+bookkeeping, which rows live, options). The contract, after CTranslate2's decoder:
 
 - ``encode(src_ids int64 (B, S), src_lengths int64 (B,)) -> State``
 - ``step(prev_ids int64 (N,), state, k) -> (top_log_probs float32 (N, k), top_ids int64 (N, k),
   attention float32 (N, S), new_state)``: one decoder step, returning only the k best tokens of
   each row (sorting the whole vocabulary in numpy costs as much as the step itself).
+- ``reorder(state, rows, decoder_only)``: gather rows (axis 0): tile beams, re-parent them, drop
+  finished rows. ``decoder_only``: the rows' requests are unchanged (only beams were re-parented),
+  so per-sentence entries can stay where they are.
+- ``merge(states)``: the rows of several states together (admitting requests mid-flight).
+- ``trim(state)``: drop what no live row needs any more (source positions of departed long sentences).
+- ``source_width(state)``: columns of the attention a step returns.
 
-A State is a dict of numpy arrays whose axis 0 is the row. Rows can therefore be gathered
-(beam re-parenting, dropping finished requests) and concatenated (admitting new requests) without
-the engine's help: `reorder` and `merge` below do it for every engine. The source-side entries
-(``SOURCE_KEYS``) also have the source position as axis 1 and are padded when merged.
+A State is opaque to the search. `RecurrentState` implements the last four for the RNN engines,
+whose state is a dict of numpy arrays with the row on axis 0; an engine whose state grows per step
+(a Transformer's key/value cache) would implement them its own way and plug into the same search.
 """
 
 from __future__ import annotations
@@ -21,9 +27,6 @@ import numpy as np
 
 State = dict[str, np.ndarray]
 
-#: Entries with a source-length axis (axis 1): encoder memory, projected attention keys, mask.
-SOURCE_KEYS = ("memory", "keys", "mask")
-
 
 class Engine(Protocol):
     bos_id: int
@@ -31,51 +34,58 @@ class Engine(Protocol):
 
     def encode(self, src_ids: np.ndarray, src_lengths: np.ndarray) -> State: ...
 
-    def step(
-        self, prev_ids: np.ndarray, state: State, k: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, State]: ...
+    def step(self, prev_ids: np.ndarray, state: State, k: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, State]: ...
+
+    def reorder(self, state: State, rows: np.ndarray, decoder_only: bool = False) -> State: ...
+
+    def merge(self, states: list[State]) -> State: ...
+
+    def trim(self, state: State) -> State: ...
+
+    def source_width(self, state: State) -> int: ...
 
 
-def reorder(state: State, rows: np.ndarray, keys: tuple[str, ...] | None = None) -> State:
-    """Gather ``rows`` (axis 0) of every entry, or only of ``keys`` (others are kept as they are)."""
-    return {
-        name: (value[rows] if keys is None or name in keys else value)
-        for name, value in state.items()
-    }
+class RecurrentState:
+    """State layout of the attention RNN engines: fixed-size decoder entries per row, plus
+    source-side entries (`SOURCE_KEYS`: encoder memory, projected keys, mask) with the source
+    position on axis 1, padded with zeros (mask False: no attention) when rows are merged."""
 
+    SOURCE_KEYS = ("memory", "keys", "mask")
 
-def source_length(state: State) -> int:
-    return int(state["mask"].shape[1]) if state else 0
+    def reorder(self, state: State, rows: np.ndarray, decoder_only: bool = False) -> State:
+        if decoder_only:  # beams re-parented within their own requests: the source rows are the same
+            return {n: (v if n in self.SOURCE_KEYS else v[rows]) for n, v in state.items()}
+        return {n: v[rows] for n, v in state.items()}
 
+    def source_width(self, state: State) -> int:
+        return int(state["mask"].shape[1]) if state else 0
 
-def merge(states: list[State]) -> State:
-    """Concatenate the rows of several states, padding source-side entries to the longest source."""
-    states = [s for s in states if s and len(s["mask"])]
-    if not states:
-        return {}
-    if len(states) == 1:
-        return states[0]
-    width = max(source_length(s) for s in states)
-    merged: State = {}
-    for name in states[0]:
-        parts = []
-        for s in states:
-            value = s[name]
-            if name in SOURCE_KEYS and value.shape[1] < width:
-                pad = [(0, 0)] * value.ndim
-                pad[1] = (0, width - value.shape[1])
-                value = np.pad(value, pad)  # zeros: mask False, so padding gets no attention
-            parts.append(value)
-        merged[name] = np.concatenate(parts, axis=0)
-    return merged
+    def merge(self, states: list[State]) -> State:
+        states = [s for s in states if s and len(s["mask"])]
+        if not states:
+            return {}
+        if len(states) == 1:
+            return states[0]
+        width = max(self.source_width(s) for s in states)
+        merged: State = {}
+        for name in states[0]:
+            parts = []
+            for s in states:
+                value = s[name]
+                if name in self.SOURCE_KEYS and value.shape[1] < width:
+                    pad = [(0, 0)] * value.ndim
+                    pad[1] = (0, width - value.shape[1])
+                    value = np.pad(value, pad)
+                parts.append(value)
+            merged[name] = np.concatenate(parts, axis=0)
+        return merged
 
-
-def trim_source(state: State) -> State:
-    """Drop source positions that no remaining row uses (after long requests leave the batch)."""
-    if not state:
-        return state
-    used = state["mask"].any(axis=0)
-    width = int(np.flatnonzero(used)[-1]) + 1 if used.any() else 1
-    if width == state["mask"].shape[1]:
-        return state
-    return {n: (v[:, :width] if n in SOURCE_KEYS else v) for n, v in state.items()}
+    def trim(self, state: State) -> State:
+        if not state:
+            return state
+        used = state["mask"].any(axis=0)
+        width = int(np.flatnonzero(used)[-1]) + 1 if used.any() else 1
+        if width == state["mask"].shape[1]:
+            return state
+        return {n: (v[:, :width] if n in self.SOURCE_KEYS else v) for n, v in state.items()}

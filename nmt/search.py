@@ -29,12 +29,11 @@ the number of tokens a row may lose keeps the search exact.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from nmt.engine import SOURCE_KEYS, Engine, State, merge, reorder, trim_source
+from nmt.engine import Engine, State
 
 
 @dataclass(frozen=True)
@@ -93,12 +92,17 @@ class Hypothesis:
 
 @dataclass(eq=False)
 class SearchRequest:
-    """One source sentence being decoded; `hypotheses` is filled when it finishes."""
+    """One source sentence being decoded (token ids, no end-of-sentence); `hypotheses` is filled
+    when it finishes. The service's scheduler jobs are SearchRequests: one object per sentence."""
 
-    src_length: int
+    src_ids: list[int]
     options: SearchOptions = field(default_factory=SearchOptions)
-    hypotheses: list[Hypothesis] = field(default_factory=list)
-    done: bool = False
+    hypotheses: list[Hypothesis] = field(default_factory=list, init=False)
+    done: bool = field(default=False, init=False)
+
+    @property
+    def src_length(self) -> int:
+        return len(self.src_ids)
 
 
 def length_penalty(length: np.ndarray | int, alpha: np.ndarray | float) -> np.ndarray:
@@ -106,12 +110,16 @@ def length_penalty(length: np.ndarray | int, alpha: np.ndarray | float) -> np.nd
 
 
 class BatchSearch:
-    """All live hypotheses of all requests, one row each, grouped by request (in admission order)."""
+    """All live hypotheses of all requests, one row each, grouped by request (in admission order).
+
+    Everything it holds is proportional to what is in flight, never to what it has served: a
+    request's slot (the index of its options in the per-slot arrays) is recycled when it leaves,
+    and the per-slot arrays only grow to the largest number of requests in flight at once."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.eos = engine.eos_id
-        self._slots = itertools.count()
+        self._free: list[int] = []  # recycled slots, reused before the arrays grow
         self.requests: dict[int, SearchRequest] = {}
         self.state: State = {}
         # Per row: request slot, last token, total log-prob, generated length, token history
@@ -143,25 +151,45 @@ class BatchSearch:
     def active(self) -> list[SearchRequest]:
         return list(self.requests.values())
 
-    def add(self, requests: list[SearchRequest], state: State) -> None:
-        """Admit requests whose sources `state` encodes (one row each, in the same order)."""
+    @property
+    def capacity(self) -> int:
+        """Length of the per-slot arrays: at most twice the most requests ever in flight at once."""
+        return len(self._beam)
+
+    def admit(self, requests: list[SearchRequest]) -> None:
+        """Encode the requests' sources together (padded to the longest) and add their rows.
+        If the engine fails, nothing is added and the exception propagates."""
+        requests = [r for r in requests if r.src_ids]
         if not requests:
             return
-        slots = np.array([next(self._slots) for _ in requests], np.int64)
+        ids, lengths = pad_batch([r.src_ids for r in requests])
+        self._add(requests, self.engine.encode(ids, lengths))
+
+    def _slots_for(self, count: int) -> np.ndarray:
+        """Free slots for `count` new requests; the per-slot arrays double when none are left."""
+        if len(self._free) < count:
+            old = self.capacity
+            new = max(2 * old, old + count - len(self._free), 8)
+            for name, fill in (("_beam", 0), ("_min_len", 0), ("_max_len", 0), ("_alpha", 0.0),
+                               ("_attn", False), ("_ngram", 0), ("_rep", 1.0), ("_cov", 0.0)):
+                array = getattr(self, name)
+                setattr(self, name, np.concatenate([array, np.full(new - old, fill, array.dtype)]))
+            self._free.extend(range(new - 1, old - 1, -1))  # pop() hands out the lowest first
+        return np.array([self._free.pop() for _ in range(count)], np.int64)
+
+    def _release(self, slot: int) -> None:
+        del self.requests[slot]
+        del self._finished[slot]
+        self._free.append(slot)
+
+    def _add(self, requests: list[SearchRequest], state: State) -> None:
+        """Add requests whose sources `state` encodes (one row each, in the same order)."""
+        if not requests:
+            return
+        slots = self._slots_for(len(requests))
         for slot, request in zip(slots.tolist(), requests):
             self.requests[slot] = request
             self._finished[slot] = []
-        grow = int(slots[-1]) + 1 - len(self._beam)
-        if grow > 0:
-            self._beam = np.concatenate([self._beam, np.zeros(grow, np.int64)])
-            self._min_len = np.concatenate([self._min_len, np.zeros(grow, np.int64)])
-            self._max_len = np.concatenate([self._max_len, np.zeros(grow, np.int64)])
-            self._alpha = np.concatenate([self._alpha, np.zeros(grow)])
-            self._attn = np.concatenate([self._attn, np.zeros(grow, bool)])
-            self._ngram = np.concatenate([self._ngram, np.zeros(grow, np.int64)])
-            self._rep = np.concatenate([self._rep, np.ones(grow)])
-            self._cov = np.concatenate([self._cov, np.zeros(grow)])
-        for slot, request in zip(slots.tolist(), requests):
             o = request.options
             self._beam[slot], self._min_len[slot] = o.beam_size, o.min_length
             self._max_len[slot] = o.length_limit(request.src_length)
@@ -169,8 +197,8 @@ class BatchSearch:
             self._ngram[slot], self._rep[slot] = o.no_repeat_ngram_size, o.repetition_penalty
             self._cov[slot] = o.coverage_penalty
         n = len(requests)
-        self.state = merge([self.state, state])
-        width_now = self.state["mask"].shape[1]
+        self.state = self.engine.merge([self.state, state])
+        width_now = self.engine.source_width(self.state)
         coverage = np.zeros((len(self.row_slot) + n, width_now), np.float32)
         keep = min(width_now, self.coverage.shape[1])
         coverage[: len(self.coverage), :keep] = self.coverage[:, :keep]
@@ -182,7 +210,7 @@ class BatchSearch:
         width = self.history.shape[1]
         self.history = np.concatenate([self.history, np.zeros((n, width), np.int64)])
         # Attention history is kept (source axis non-empty) only while some request asks for it.
-        src = self.state["mask"].shape[1] if self._attn[self.row_slot].any() else 0
+        src = width_now if self._attn[self.row_slot].any() else 0
         old = self.attn_history
         attn = np.zeros((len(self.row_slot), width, src), np.float32)
         if len(old) and old.shape[2]:
@@ -191,12 +219,12 @@ class BatchSearch:
 
     def remove(self, requests: list[SearchRequest]) -> None:
         """Drop requests (cancelled, deadline passed) together with all their rows."""
-        gone = {slot for slot, r in self.requests.items() if any(r is q for q in requests)}
+        targets = set(requests)  # identity: requests compare by object (eq=False)
+        gone = {slot for slot, r in self.requests.items() if r in targets}
         if not gone:
             return
         for slot in gone:
-            del self.requests[slot]
-            del self._finished[slot]
+            self._release(slot)
         keep = np.flatnonzero(~np.isin(self.row_slot, list(gone)))
         self._keep_rows(keep, self.row_last[keep], self.row_score[keep], None, None)
 
@@ -252,8 +280,7 @@ class BatchSearch:
                       if len(self._finished[slot]) >= self._beam[slot] or slot not in live_slots]
         done = [self._complete(slot) for slot in done_slots]
         for slot in done_slots:
-            del self.requests[slot]
-            del self._finished[slot]
+            self._release(slot)
         if done_slots:
             keep = keep[~np.isin(cand_slot[keep], done_slots)]
         self._keep_rows(cand_row[keep], cand_tok[keep], cand[keep], cand_row[keep], attention)
@@ -300,7 +327,7 @@ class BatchSearch:
     def _keep_rows(self, rows, last, score, parents, attention) -> None:
         """Make `rows` the new rows; when `parents` is given, each appends `last` to its history."""
         same_layout = np.array_equal(self.row_slot[rows], self.row_slot)
-        self.state = reorder(self.state, rows, None if not same_layout else _decoder_keys(self.state))
+        self.state = self.engine.reorder(self.state, rows, decoder_only=same_layout) if len(rows) else {}
         self.row_slot = self.row_slot[rows]
         self.row_score = np.asarray(score, np.float64)
         self.row_last = np.asarray(last, np.int64)
@@ -321,10 +348,11 @@ class BatchSearch:
         self.history = history[:, history.shape[1] - width:]
         attn_history = attn_history[:, attn_history.shape[1] - width:]
         if not same_layout and len(rows):
-            self.state = trim_source(self.state)
-        self.coverage = coverage[:, : self.state["mask"].shape[1]] if self.state else coverage
+            self.state = self.engine.trim(self.state)
+        width_now = self.engine.source_width(self.state)
+        self.coverage = coverage[:, :width_now] if self.state else coverage
         tracking = self.state and attn_history.shape[2] and self._attn[self.row_slot].any()
-        self.attn_history = attn_history[:, :, : self.state["mask"].shape[1]] if tracking else attn_history[:, :, :0]
+        self.attn_history = attn_history[:, :, :width_now] if tracking else attn_history[:, :, :0]
         if not len(rows):
             self.state = {}
 
@@ -364,10 +392,6 @@ def _row_isin(ids: np.ndarray, sets: np.ndarray) -> np.ndarray:
     return (ids[:, :, None] == sets[:, None, :]).any(axis=2)
 
 
-def _decoder_keys(state: State) -> tuple[str, ...]:
-    return tuple(k for k in state if k not in SOURCE_KEYS)
-
-
 def translate_batch(
     engine: Engine,
     src_ids: list[list[int]],
@@ -390,10 +414,9 @@ def translate_batch(
         bar = progress_bar(total=len(order), desc=progress, unit="sentence", leave=False)
     for start in range(0, len(order), max_batch):
         chunk = order[start : start + max_batch]
-        ids, lengths = pad_batch([src_ids[i] for i in chunk])
         search = BatchSearch(engine)
-        requests = [SearchRequest(int(lengths[j]), options[i]) for j, i in enumerate(chunk)]
-        search.add(requests, engine.encode(ids, lengths))
+        requests = [SearchRequest(src_ids[i], options[i]) for i in chunk]
+        search.admit(requests)
         while len(search):
             search.advance()
         for i, request in zip(chunk, requests):

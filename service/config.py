@@ -46,6 +46,7 @@ class SchedulerConfig:
     max_queue: int = 1024  # sentences waiting; beyond: UNAVAILABLE at once
     batch_wait_ms: float = 2.0  # when idle, wait this long for company before encoding
     static_batch: int = 64  # static mode: sentences per batch
+    max_failures: int = 3  # engine failures in a row before health turns NOT_SERVING
 
 
 @dataclass
@@ -79,10 +80,11 @@ FLAGS = [
     ("auth-token", None, "auth_token", str, "require 'authorization: Bearer TOKEN' (health exempt)"),
     ("scheduler", "scheduler", "kind", str, "continuous (iteration-level) or static (request-level)"),
     ("max-rows", "scheduler", "max_rows", int, "decoder rows in flight"),
-    ("max-batch-tokens", "scheduler", "max_tokens", int, "rows x source tokens in flight"),
+    ("max-batch-tokens", "scheduler", "max_tokens", int, "rows x longest source in flight (padded positions)"),
     ("max-queue", "scheduler", "max_queue", int, "waiting sentences before shedding load"),
     ("batch-wait-ms", "scheduler", "batch_wait_ms", float, "wait for company when idle"),
     ("static-batch", "scheduler", "static_batch", int, "static mode: sentences per batch"),
+    ("max-failures", "scheduler", "max_failures", int, "engine failures in a row before health is NOT_SERVING"),
     ("max-texts", "limits", "max_texts", int, "texts per request"),
     ("max-chars", "limits", "max_chars", int, "characters per text"),
     ("max-sentences", "limits", "max_sentences", int, "sentences per text"),

@@ -14,6 +14,7 @@ TOKEN_BUCKETS = (16, 64, 256, 1024, 4096, 16384, 65536)
 REJECTION_REASONS = ("queue_full", "invalid_argument", "unknown_model", "unauthenticated")
 CANCEL_REASONS = ("cancelled", "deadline")
 STAGES = ("tokenize", "encode", "decode")
+QUEUE_OUTCOMES = ("admitted", "cancelled", "deadline", "shutdown")
 
 
 class Metrics:
@@ -31,17 +32,21 @@ class Metrics:
         self.grpc_sent = Counter("grpc_server_msg_sent_total", "Messages sent.", GRPC_LABELS, registry=r)
 
         self.batch_size = Histogram("translator_batch_size",
-                                    "Sentences per executed decoder step (per batch in static mode).",
+                                    "Sentences per executed decoder step (both scheduler modes).",
                                     ["model"], buckets=BATCH_BUCKETS, registry=r)
+        self.static_batch = Histogram("translator_static_batch_sentences",
+                                      "Static mode: sentences per batch taken from the queue.",
+                                      ["model"], buckets=BATCH_BUCKETS, registry=r)
         self.batch_rows = Histogram("translator_batch_rows",
                                     "Decoder rows (hypotheses) per executed decoder step.",
                                     ["model"], buckets=BATCH_BUCKETS, registry=r)
         self.batch_tokens = Histogram("translator_batch_tokens",
-                                      "Source tokens per encoder batch, padding included.",
+                                      "Source positions per encoder batch, padding included.",
                                       ["model"], buckets=TOKEN_BUCKETS, registry=r)
         self.queue_wait = Histogram("translator_queue_wait_seconds",
-                                    "Time a sentence waited before its encoding started.",
-                                    ["model"], buckets=LATENCY_BUCKETS, registry=r)
+                                    "Time every sentence spent in the queue, by how it left it "
+                                    "(admitted, cancelled, deadline, shutdown).",
+                                    ["model", "outcome"], buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("translator_queue_depth", "Sentences waiting for admission.",
                                  ["model"], registry=r)
         self.rows_in_flight = Gauge("translator_rows_in_flight", "Decoder rows in the running batch.",
@@ -63,6 +68,9 @@ class Metrics:
                                   ["reason"], registry=r)
         self.cancellations = Counter("translator_cancellations_total",
                                      "Sentences dropped before finishing, by reason.", ["reason"], registry=r)
+        self.engine_failures = Counter("translator_engine_failures_total",
+                                       "Engine calls that raised; their sentences got INTERNAL.",
+                                       ["model", "stage"], registry=r)
         self.model_info = Info("translator_model", "Served models.", ["model"], registry=r)
         for reason in REJECTION_REASONS:
             self.rejections.labels(reason)
@@ -74,3 +82,7 @@ class Metrics:
         for metric in (self.queue_depth, self.rows_in_flight, self.sentences_in_flight, self.decode_steps,
                        self.source_tokens, self.generated_tokens, self.sentences):
             metric.labels(name)
+        for outcome in QUEUE_OUTCOMES:
+            self.queue_wait.labels(name, outcome)
+        for stage in ("encode", "decode"):
+            self.engine_failures.labels(name, stage)

@@ -16,7 +16,7 @@ import threading
 import numpy as np
 import onnxruntime as ort
 
-from nmt.engine import SOURCE_KEYS, State
+from nmt.engine import RecurrentState, State
 from service.bundle import Bundle, BundleError
 
 _pool_lock = threading.Lock()
@@ -52,7 +52,7 @@ def _check_signature(session: ort.InferenceSession, spec: dict, file: str) -> No
             raise BundleError(f"{file}: graph {kind} {got} do not match the manifest's {want}")
 
 
-class OnnxEngine:
+class OnnxEngine(RecurrentState):
     def __init__(self, bundle: Bundle, threads: int = 0) -> None:
         _global_pool(threads)
         self.bundle = bundle
@@ -81,10 +81,10 @@ class OnnxEngine:
         return dict(zip(self.encoder_outputs, outputs))
 
     def step(self, prev_ids: np.ndarray, state: State, k: int):
-        feed = {name: state[name] for name in self.state_names + list(SOURCE_KEYS)}
+        feed = {name: state[name] for name in self.state_names + list(self.SOURCE_KEYS)}
         feed["prev_ids"] = prev_ids.astype(np.int64, copy=False)
         feed["k"] = np.array([min(k, self.vocab_size)], np.int64)  # TopK fails for k > vocabulary
         out = dict(zip(self.decoder_outputs, self.decoder.run(None, feed)))
         new = {name: out[f"{name}_out"] for name in self.state_names}
-        new.update({name: state[name] for name in SOURCE_KEYS})
+        new.update({name: state[name] for name in self.SOURCE_KEYS})
         return out["top_log_probs"], out["top_ids"], out["attention"], new

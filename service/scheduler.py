@@ -3,28 +3,38 @@
 continuous (iteration-level): between two decoder steps it admits waiting sentences (encodes them
   together and merges their rows into the running batch), drops cancelled or expired ones, and
   answers finished ones at once; a short sentence never waits for a long one.
-static (request-level): takes up to `static_batch` waiting sentences, decodes them until all are
-  done, then takes the next batch. Kept to measure what continuous batching buys.
+static (request-level): takes a batch of waiting sentences, decodes it until all are done, then
+  takes the next batch. Kept to measure what continuous batching buys.
 
 Both drive the same `nmt.search.BatchSearch`, so a sentence's output does not depend on the mode
 or on its company. ONNX Runtime releases the GIL, so gRPC handlers keep running during steps.
 
+Guarantees an operator relies on:
+- every job ends exactly once (`Job.finish`): translated, or with the reason it was not
+  (cancelled, deadline, shutdown, internal); an engine failure fails exactly the sentences of the
+  batch it hit and the scheduler carries on; `max_failures` failures in a row report unhealthy;
+- a cancelled or expired job leaves the queue at once and stops counting toward `max_queue`;
+- memory is bounded by the budgets, in both modes: decoder rows (`max_rows`) and padded source
+  positions, rows x longest source in the batch (`max_tokens`); nothing grows with the number of
+  requests served (BatchSearch recycles its slots, the in-flight jobs are the search's requests).
+
 Cost of continuity: every admission or retirement changes the row layout, and the source-side state
-(memory, keys) is then copied (`nmt.engine.merge`/`reorder`); for beam search that is ~18% of a step.
-Keeping each request's rows in place would remove most of it.
+(memory, keys) is then copied by the engine's `merge`/`reorder`; for beam search that is ~18% of a
+step. Keeping each request's rows in place would remove most of it.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from nmt.engine import Engine
-from nmt.search import BatchSearch, Hypothesis, SearchOptions, SearchRequest, pad_batch
+from nmt.search import BatchSearch, SearchRequest
 from service.config import SchedulerConfig
 from service.metrics import Metrics
 
@@ -32,65 +42,86 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
-class Job:
-    """One sentence of one request. `on_done(job)` is called once, from the scheduler thread."""
+class Job(SearchRequest):
+    """One sentence of one request: the search's request itself, plus what the service needs.
+    `on_done(job)` is called exactly once."""
 
-    src_ids: list[int]
-    options: SearchOptions
-    deadline: float  # time.monotonic() by which it must be answered
-    on_done: Callable[["Job"], None]
+    deadline: float = math.inf  # time.monotonic() by which it must be answered
+    on_done: Callable[["Job"], None] = lambda job: None
     enqueued: float = field(default_factory=time.monotonic)
     cancelled: str | None = None  # why the caller gave up: "cancelled" or "deadline"
-    hypotheses: list[Hypothesis] | None = None
     error: str | None = None  # "deadline", "cancelled", "shutdown" or "internal"
-    request: SearchRequest | None = None
+    reason: str = ""  # for "internal": what failed
+    finished: bool = False
 
-    def finish(self, error: str | None = None) -> None:
-        self.error = error
-        if error is None and self.request is not None:
-            self.hypotheses = self.request.hypotheses
+    def finish(self, error: str | None = None, reason: str = "") -> None:
+        if self.finished:  # exactly once, whatever path gets here second
+            return
+        self.finished = True
+        self.error, self.reason = error, reason
         self.on_done(self)
 
 
 class Scheduler:
-    def __init__(self, engine: Engine, model: str, metrics: Metrics, cfg: SchedulerConfig) -> None:
+    def __init__(self, engine: Engine, model: str, metrics: Metrics, cfg: SchedulerConfig,
+                 on_health: Callable[[bool], None] | None = None) -> None:
         self.engine, self.model, self.metrics, self.cfg = engine, model, metrics, cfg
+        self.on_health = on_health or (lambda healthy: None)
         self._queue: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=f"scheduler-{model}", daemon=True)
-        self._in_flight: dict[int, Job] = {}  # id(SearchRequest) -> Job
         self.search = BatchSearch(engine)
+        self.failures = 0  # engine failures in a row
+        self.healthy = True
 
     # -- called from request handlers -------------------------------------------------------
 
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, jobs: list[Job]) -> bool:
-        """Queue all jobs, or none when the queue is full (the caller sheds the request)."""
+    def submit(self, jobs: list[Job]) -> str | None:
+        """Queue all jobs, or none: None when queued, else why not ("shutdown" or "overloaded")."""
         with self._cond:
-            if self._stopping or len(self._queue) + len(jobs) > self.cfg.max_queue:
-                return False
+            if self._stopping:
+                return "shutdown"
+            if len(self._queue) + len(jobs) > self.cfg.max_queue:
+                return "overloaded"
             self._queue.extend(jobs)
             self.metrics.queue_depth.labels(self.model).set(len(self._queue))
             self._cond.notify()
-        return True
+        return None
 
     def cancel(self, jobs: list[Job], reason: str = "cancelled") -> None:
-        """Mark jobs abandoned; they leave the queue or the running batch before the next step."""
+        """The caller gave up: queued jobs leave the queue now; running ones leave the batch
+        before the next step."""
         with self._cond:
             for job in jobs:
-                job.cancelled = reason
+                job.cancelled = job.cancelled or reason
+            left = self._remove_from_queue(lambda j: j.cancelled is not None)
             self._cond.notify()
+        for job in left:
+            self._leave_queue(job, job.cancelled)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Finish what is running and queued, then end the thread."""
+        """Finish what is running and queued, then end the thread; after `timeout` seconds, what is
+        still queued is answered "shutdown"."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
         if self._thread.ident is not None:
             self._thread.join(timeout)
+        self.abort_queued("shutdown")
+
+    def abort_queued(self, reason: str = "shutdown") -> None:
+        with self._cond:
+            left = self._remove_from_queue(lambda j: True)
+        for job in left:
+            self._leave_queue(job, reason)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
 
     # -- the scheduler thread ---------------------------------------------------------------
 
@@ -103,20 +134,33 @@ class Scheduler:
                     return
                 if not len(self.search):
                     self._wait_for_company()
+                now = time.monotonic()
+                expired = self._remove_from_queue(lambda j: now >= j.deadline)
                 admitted = self._take()
                 self.metrics.queue_depth.labels(self.model).set(len(self._queue))
-            try:
-                self._admit(admitted)
-                self._drop_abandoned()
-                if len(self.search):
-                    self._step()
-                self._publish()
-            except Exception:  # keep serving: fail what was running, start clean
-                log.exception("decoding failed; failing %d sentences", len(self._in_flight))
-                for job in self._in_flight.values():
-                    job.finish("internal")
-                self._in_flight.clear()
-                self.search = BatchSearch(self.engine)
+            for job in expired:
+                self._leave_queue(job, "deadline")
+            self._admit(admitted)
+            self._drop_abandoned()
+            if len(self.search):
+                self._step()
+            self._publish()
+
+    def _remove_from_queue(self, leaving: Callable[[Job], bool]) -> list[Job]:
+        """(lock held) Take the jobs for which `leaving` holds out of the queue."""
+        if not self._queue:
+            return []
+        gone = [j for j in self._queue if leaving(j)]
+        if gone:
+            self._queue = collections.deque(j for j in self._queue if not leaving(j))
+            self.metrics.queue_depth.labels(self.model).set(len(self._queue))
+        return gone
+
+    def _leave_queue(self, job: Job, outcome: str) -> None:
+        self.metrics.queue_wait.labels(self.model, outcome).observe(time.monotonic() - job.enqueued)
+        if outcome in ("cancelled", "deadline"):
+            self.metrics.cancellations.labels(outcome).inc()
+        job.finish(outcome)
 
     def _wait_for_company(self) -> None:
         """Idle and woken by a first sentence: give others a moment to arrive and share the encoding."""
@@ -129,24 +173,26 @@ class Scheduler:
             self._cond.wait(left)
 
     def _take(self) -> list[Job]:
-        """Jobs that fit the row and token budgets (static mode: only when the batch is empty)."""
-        if self.cfg.kind == "static":
-            if len(self.search):
-                return []
-            count = min(self.cfg.static_batch, len(self._queue))
-            return [self._queue.popleft() for _ in range(count)]
-        rows = sum(r.options.beam_size for r in self.search.requests.values())
-        tokens = sum(r.options.beam_size * r.src_length for r in self.search.requests.values())
+        """(lock held) Jobs that fit the budgets: rows, and padded source positions (rows x the
+        longest source in the batch), counting each request at its beam size. Static mode takes
+        a batch only when the previous one is done. A job alone is always taken (it could never
+        fit otherwise; its own limits are checked at the door)."""
+        if self.cfg.kind == "static" and len(self.search):
+            return []
+        requests = list(self.search.requests.values())
+        rows = sum(r.options.beam_size for r in requests)
+        longest = max((r.src_length for r in requests), default=0)
         taken: list[Job] = []
-        while self._queue:
+        limit = self.cfg.static_batch if self.cfg.kind == "static" else math.inf
+        while self._queue and len(taken) < limit:
             job = self._queue[0]
-            beam = job.options.beam_size
-            fits = (rows + beam <= self.cfg.max_rows
-                    and tokens + beam * len(job.src_ids) <= self.cfg.max_tokens)
+            new_rows = rows + job.options.beam_size
+            new_longest = max(longest, job.src_length)
+            fits = new_rows <= self.cfg.max_rows and new_rows * new_longest <= self.cfg.max_tokens
             if not fits and (taken or rows):
                 break
             taken.append(self._queue.popleft())
-            rows, tokens = rows + beam, tokens + beam * len(job.src_ids)
+            rows, longest = new_rows, new_longest
         return taken
 
     def _admit(self, jobs: list[Job]) -> None:
@@ -154,55 +200,72 @@ class Scheduler:
         live = []
         for job in jobs:
             if job.cancelled or now >= job.deadline:
-                self._abandon(job, job.cancelled or "deadline")
+                self._leave_queue(job, job.cancelled or "deadline")
             else:
+                self.metrics.queue_wait.labels(self.model, "admitted").observe(now - job.enqueued)
                 live.append(job)
         if not live:
             return
         started = time.perf_counter()
-        ids, lengths = pad_batch([j.src_ids for j in live])
-        state = self.engine.encode(ids, lengths)
+        try:
+            self.search.admit(live)
+        except Exception as e:  # the engine failed: exactly these sentences fail
+            self._engine_failed("encode", e, live)
+            return
         self.metrics.inference_seconds.labels(self.model, "encode").observe(time.perf_counter() - started)
-        self.metrics.batch_tokens.labels(self.model).observe(ids.size)
-        requests = []
-        for job, length in zip(live, lengths.tolist()):
-            self.metrics.queue_wait.labels(self.model).observe(now - job.enqueued)
-            job.request = SearchRequest(length, job.options)
-            self._in_flight[id(job.request)] = job
-            requests.append(job.request)
-        self.search.add(requests, state)
+        self.metrics.batch_tokens.labels(self.model).observe(len(live) * max(j.src_length for j in live))
         if self.cfg.kind == "static":
-            self.metrics.batch_size.labels(self.model).observe(len(live))
+            self.metrics.static_batch.labels(self.model).observe(len(live))
 
     def _drop_abandoned(self) -> None:
         now = time.monotonic()
-        gone = [job for job in self._in_flight.values() if job.cancelled or now >= job.deadline]
+        gone = [job for job in self.search.requests.values() if job.cancelled or now >= job.deadline]
         if gone:
-            self.search.remove([job.request for job in gone])
+            self.search.remove(gone)
             for job in gone:
-                del self._in_flight[id(job.request)]
-                self._abandon(job, job.cancelled or "deadline")
-
-    def _abandon(self, job: Job, reason: str) -> None:
-        self.metrics.cancellations.labels(reason).inc()
-        job.finish(reason)
+                reason = job.cancelled or "deadline"
+                self.metrics.cancellations.labels(reason).inc()
+                job.finish(reason)
 
     def _step(self) -> None:
         m, model = self.metrics, self.model
-        if self.cfg.kind == "continuous":
-            m.batch_size.labels(model).observe(len(self.search.requests))
+        m.batch_size.labels(model).observe(len(self.search.requests))
         m.batch_rows.labels(model).observe(len(self.search))
         started = time.perf_counter()
-        finished = self.search.advance()
+        try:
+            finished = self.search.advance()
+        except Exception as e:  # fail the sentences of this batch, start clean
+            self._engine_failed("decode", e, list(self.search.requests.values()))
+            self.search = BatchSearch(self.engine)
+            return
         m.inference_seconds.labels(model, "decode").observe(time.perf_counter() - started)
         m.decode_steps.labels(model).inc()
-        for request in finished:
-            job = self._in_flight.pop(id(request))
+        self._engine_ok()
+        for job in finished:
             m.sentences.labels(model).inc()
-            m.source_tokens.labels(model).inc(request.src_length)
-            if request.hypotheses:
-                m.generated_tokens.labels(model).inc(len(request.hypotheses[0].token_ids))
+            m.source_tokens.labels(model).inc(job.src_length)
+            if job.hypotheses:
+                m.generated_tokens.labels(model).inc(len(job.hypotheses[0].token_ids))
             job.finish()
+
+    def _engine_failed(self, stage: str, error: Exception, jobs: list[Job]) -> None:
+        log.error("%s failed for %d sentences of model %s: %s: %s", stage, len(jobs), self.model,
+                  type(error).__name__, error, exc_info=error)
+        self.metrics.engine_failures.labels(self.model, stage).inc()
+        for job in jobs:
+            job.finish("internal", f"{stage} failed: {type(error).__name__}: {error}")
+        self.failures += 1
+        if self.failures >= self.cfg.max_failures and self.healthy:
+            self.healthy = False
+            log.error("model %s: %d engine failures in a row; reporting NOT_SERVING", self.model, self.failures)
+            self.on_health(False)
+
+    def _engine_ok(self) -> None:
+        self.failures = 0
+        if not self.healthy:
+            self.healthy = True
+            log.info("model %s: engine recovered; reporting SERVING", self.model)
+            self.on_health(True)
 
     def _publish(self) -> None:
         self.metrics.rows_in_flight.labels(self.model).set(len(self.search))

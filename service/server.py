@@ -47,9 +47,22 @@ class Server:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, status)
 
+    def watch_engines(self) -> None:
+        """A model whose engine keeps failing turns health NOT_SERVING (load balancers route
+        around the replica); SERVING again when it recovers."""
+        loop = asyncio.get_running_loop()
+
+        def changed(_healthy: bool) -> None:
+            serving = all(m.scheduler.healthy for m in self.models.values()) and not self.servicer.draining
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.set_serving(serving)))
+
+        for model in self.models.values():
+            model.scheduler.on_health = changed
+
     async def start(self) -> None:
         """Start listening (health NOT_SERVING), warm every model up, then report SERVING."""
         await self.server.start()
+        self.watch_engines()
         await self.ready()
 
     async def ready(self) -> None:
@@ -69,6 +82,8 @@ class Server:
         deadline = loop.time() + grace
         while self.servicer.in_flight and loop.time() < deadline:
             await asyncio.sleep(0.05)
+        for model in self.models.values():  # out of time: what still waits is told why
+            model.scheduler.abort_queued("shutdown")
         await self.server.stop(max(0.0, deadline - loop.time()))
         for model in self.models.values():
             await asyncio.to_thread(model.scheduler.stop)

@@ -22,8 +22,8 @@ from translation.v1 import translator_pb2_grpc as pb_grpc
 
 JOB_ERRORS = {
     "deadline": (grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded while translating"),
-    "shutdown": (grpc.StatusCode.UNAVAILABLE, "server is shutting down"),
-    "internal": (grpc.StatusCode.INTERNAL, "decoding failed; the server logged the cause"),
+    "shutdown": (grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry elsewhere"),
+    "internal": (grpc.StatusCode.INTERNAL, "decoding failed"),
     "cancelled": (grpc.StatusCode.CANCELLED, "cancelled"),
 }
 
@@ -83,10 +83,13 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
         futures, jobs = [], []
         for sentence in (s for text in sentences for s in text):
             future = loop.create_future()
-            jobs.append(Job(sentence.ids, with_attention if sentence.items else options, deadline,
+            jobs.append(Job(sentence.ids, with_attention if sentence.items else options, deadline=deadline,
                             on_done=lambda job, f=future: loop.call_soon_threadsafe(_resolve, f, job)))
             futures.append(future)
-        if jobs and not model.scheduler.submit(jobs):
+        refused = model.scheduler.submit(jobs) if jobs else None
+        if refused == "shutdown":
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry elsewhere")
+        if refused:
             self.metrics.rejections.labels("queue_full").inc()
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 f"server overloaded: more than {self.cfg.scheduler.max_queue} sentences are "
@@ -100,7 +103,7 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
         for job in done:
             if job.error:
                 code, text = JOB_ERRORS[job.error]
-                await context.abort(code, text)
+                await context.abort(code, f"{text}: {job.reason}" if job.reason else text)
         translations = await loop.run_in_executor(
             None, lambda: build_translations(model, request.texts, sentences, done, options.return_attention))
         return pb.TranslateResponse(translations=translations, model=model.name)

@@ -3,6 +3,8 @@
 import threading
 import time
 
+import pytest
+
 from nmt.search import SearchOptions
 from service.config import SchedulerConfig
 from service.metrics import Metrics
@@ -28,7 +30,7 @@ def run_jobs(kind: str, plan: list[tuple[float, int]], **cfg):
     start = time.monotonic()
     for at, length in sorted(plan):
         time.sleep(max(0.0, start + at - time.monotonic()))
-        assert scheduler.submit([Job([length, 7], SearchOptions(max_length=500), time.monotonic() + 30, on_done)])
+        assert not scheduler.submit([Job([length, 7], SearchOptions(max_length=500), deadline=time.monotonic() + 30, on_done=on_done)])
     assert done.wait(30)
     scheduler.stop()
     return order, metrics
@@ -49,9 +51,10 @@ def test_row_budget_holds_requests_back_until_rows_free():
     engine = LengthEngine()
     scheduler = Scheduler(engine, "m", Metrics(), SchedulerConfig(max_rows=4, batch_wait_ms=0))
     finished = []
-    jobs = [Job([3, 1], SearchOptions(beam_size=2, max_length=9), time.monotonic() + 30, finished.append)
+    jobs = [Job([3, 1], SearchOptions(beam_size=2, max_length=9), deadline=time.monotonic() + 30,
+                on_done=finished.append)
             for _ in range(5)]
-    assert scheduler.submit(jobs)
+    assert scheduler.submit(jobs) is None
     scheduler.start()
     deadline = time.monotonic() + 10
     peak = 0
@@ -65,7 +68,170 @@ def test_row_budget_holds_requests_back_until_rows_free():
 
 def test_full_queue_sheds_at_once():
     scheduler = Scheduler(LengthEngine(), "m", Metrics(), SchedulerConfig(max_queue=3))
-    job = lambda: Job([1, 1], SearchOptions(), time.monotonic() + 30, lambda j: None)  # noqa: E731
-    assert scheduler.submit([job(), job()])
-    assert not scheduler.submit([job(), job()])  # would make 4 > 3: refused whole
-    assert scheduler.submit([job()])
+    job = lambda: Job([1, 1], SearchOptions(), deadline=time.monotonic() + 30)  # noqa: E731
+    assert scheduler.submit([job(), job()]) is None
+    assert scheduler.submit([job(), job()]) == "overloaded"  # would make 4 > 3: refused whole
+    assert scheduler.submit([job()]) is None
+
+
+class FailingEngine(LengthEngine):
+    """LengthEngine that raises on chosen calls: fail["encode"] = {2} fails the second encode."""
+
+    def __init__(self, fail: dict[str, set[int]], delay: float = 0.0) -> None:
+        super().__init__(delay)
+        self.fail, self.calls = fail, {"encode": 0, "step": 0}
+
+    def encode(self, src_ids, src_lengths):
+        self.calls["encode"] += 1
+        if self.calls["encode"] in self.fail.get("encode", ()):
+            raise RuntimeError("encoder exploded")
+        return super().encode(src_ids, src_lengths)
+
+    def step(self, prev_ids, state, k):
+        self.calls["step"] += 1
+        if self.calls["step"] in self.fail.get("step", ()):
+            raise RuntimeError("decoder exploded")
+        return super().step(prev_ids, state, k)
+
+
+def collect(n):
+    """on_done callback and an event set when n jobs are done."""
+    done, lock, event = [], threading.Lock(), threading.Event()
+
+    def on_done(job):
+        with lock:
+            done.append(job)
+            if len(done) >= n:
+                event.set()
+    return done, on_done, event
+
+
+def make_jobs(count, on_done, length=3, beam=1, deadline=30.0):
+    return [Job([length, 1], SearchOptions(beam_size=beam, max_length=50), deadline=time.monotonic() + deadline,
+                on_done=on_done) for _ in range(count)]
+
+
+def test_state_stays_bounded_over_100000_requests():
+    scheduler = Scheduler(LengthEngine(), "m", Metrics(), SchedulerConfig(batch_wait_ms=0, max_rows=64))
+    scheduler.start()
+    total, chunk = 100_000, 500
+    done, on_done, event = collect(total)
+    peak_capacity = 0
+    for start in range(0, total, chunk):
+        while scheduler.queued > 500:
+            peak_capacity = max(peak_capacity, scheduler.search.capacity)
+            time.sleep(0.001)
+        assert scheduler.submit(make_jobs(chunk, on_done, length=1 + start // chunk % 3)) is None
+    assert event.wait(120), f"{len(done)} of {total} done"
+    scheduler.stop()
+    search = scheduler.search
+    assert len(done) == total and all(j.error is None and j.hypotheses for j in done)
+    # everything proportional to what was in flight (at most 64 rows), nothing to what was served
+    assert search.capacity <= 128 and peak_capacity <= 128
+    assert len(search._free) == search.capacity and not search.requests and not search._finished
+    assert len(search) == 0 and search.history.size == 0 and search.coverage.size == 0
+    assert scheduler.queued == 0
+
+
+@pytest.mark.parametrize("stage,fail", [("encode", {"encode": {2}}), ("step", {"step": {3}})])
+def test_an_engine_failure_fails_exactly_its_batch_and_serving_goes_on(stage, fail):
+    engine = FailingEngine(fail)
+    scheduler = Scheduler(engine, "m", Metrics(), SchedulerConfig(batch_wait_ms=0, max_rows=4))
+    done, on_done, event = collect(12)
+    jobs = make_jobs(12, on_done)  # max_rows 4: three batches of four, encoded one after another
+    assert scheduler.submit(jobs) is None
+    scheduler.start()
+    assert event.wait(10)
+    scheduler.stop()
+    failed = [j for j in jobs if j.error]
+    assert len(done) == 12 and len(set(map(id, done))) == 12  # each answered exactly once
+    assert len(failed) == 4 and all(j.error == "internal" and "exploded" in j.reason for j in failed)
+    assert all(j.hypotheses for j in jobs if not j.error)
+    assert scheduler.healthy  # one failure is not a trend
+    failures = scheduler.metrics.registry.get_sample_value(
+        "translator_engine_failures_total", {"model": "m", "stage": "encode" if stage == "encode" else "decode"})
+    assert failures == 1
+
+
+def test_repeated_engine_failures_report_unhealthy_then_recovery_reports_healthy():
+    engine = FailingEngine({"encode": {1, 2, 3}})
+    health = []
+    scheduler = Scheduler(engine, "m", Metrics(), SchedulerConfig(batch_wait_ms=0, max_rows=1, max_failures=3),
+                          on_health=health.append)
+    done, on_done, event = collect(5)
+    assert scheduler.submit(make_jobs(5, on_done)) is None
+    scheduler.start()
+    assert event.wait(10)
+    scheduler.stop()
+    assert [j.error for j in done] == ["internal"] * 3 + [None] * 2
+    assert health == [False, True]
+
+
+def test_cancelled_jobs_leave_the_queue_at_once_and_shutdown_answers_the_rest():
+    engine = LengthEngine(delay=0.02)
+    metrics = Metrics()
+    scheduler = Scheduler(engine, "m", metrics, SchedulerConfig(batch_wait_ms=0, max_rows=1, max_queue=3))
+    done, on_done, _ = collect(0)
+    running = make_jobs(1, on_done, length=40)  # 40 steps of 20 ms
+    waiting = make_jobs(3, on_done)
+    assert scheduler.submit(running) is None
+    scheduler.start()
+    time.sleep(0.05)
+    assert scheduler.submit(waiting) is None
+    time.sleep(0.05)  # the first is decoding (max_rows 1), three wait: the queue is full
+    assert scheduler.submit(make_jobs(1, on_done)) == "overloaded"
+    scheduler.cancel(waiting[:2])
+    assert [j.error for j in waiting[:2]] == ["cancelled", "cancelled"]  # answered now, not later
+    later = make_jobs(2, on_done)
+    assert scheduler.queued == 1 and scheduler.submit(later) is None  # they stopped counting
+    scheduler.stop(timeout=0.1)  # still decoding the first: what waits is told "shutdown"
+    assert [j.error for j in [waiting[2]] + later] == ["shutdown"] * 3
+    assert scheduler.submit(make_jobs(1, on_done)) == "shutdown"
+    outcomes = {o: metrics.registry.get_sample_value("translator_queue_wait_seconds_count",
+                                                     {"model": "m", "outcome": o}) or 0
+                for o in ("admitted", "cancelled", "deadline", "shutdown")}
+    assert outcomes == {"admitted": 1, "cancelled": 2, "deadline": 0, "shutdown": 3}
+    deadline = time.monotonic() + 5
+    while not running[0].finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running[0].error is None and running[0].hypotheses  # running work was finished
+
+
+def test_a_job_past_its_deadline_in_the_queue_is_answered_without_being_run():
+    engine = LengthEngine(delay=0.02)
+    scheduler = Scheduler(engine, "m", Metrics(), SchedulerConfig(batch_wait_ms=0, max_rows=1))
+    done, on_done, event = collect(2)
+    assert scheduler.submit(make_jobs(1, on_done, length=20) + make_jobs(1, on_done, deadline=0.1)) is None
+    scheduler.start()
+    assert event.wait(5)
+    scheduler.stop()
+    late = [j for j in done if j.error]
+    assert [j.error for j in late] == ["deadline"] and not late[0].hypotheses
+
+
+@pytest.mark.parametrize("kind", ["continuous", "static"])
+def test_budgets_bound_rows_and_padded_positions_in_both_modes(kind):
+    """Sources of 2 to 40 tokens under a budget of 96 padded positions and 8 rows: without the
+    padding-aware budget a 40-token source among seven short ones would hold 320 positions."""
+    seen = []
+
+    class Recording(LengthEngine):
+        def step(self, prev_ids, state, k):
+            seen.append((len(prev_ids), state["mask"].shape[1]))
+            return super().step(prev_ids, state, k)
+
+    scheduler = Scheduler(Recording(), "m", Metrics(), SchedulerConfig(
+        kind=kind, batch_wait_ms=5, max_rows=8, max_tokens=96, static_batch=64))
+    done, on_done, event = collect(40)
+    jobs = [Job([3] + [1] * (1 if i % 5 else 39), SearchOptions(beam_size=1 + i % 2, max_length=9),
+                deadline=time.monotonic() + 30, on_done=on_done) for i in range(40)]
+    assert scheduler.submit(jobs) is None
+    scheduler.start()
+    assert event.wait(20)
+    scheduler.stop()
+    assert all(j.error is None for j in done)
+    assert max(rows for rows, _ in seen) <= 8
+    assert max(rows * width for rows, width in seen) <= 96
+    assert any(width == 40 for _, width in seen) and any(width <= 2 for _, width in seen)
+    sizes = scheduler.metrics.registry.get_sample_value("translator_batch_size_count", {"model": "m"})
+    assert sizes == scheduler.metrics.registry.get_sample_value("translator_decode_steps_total", {"model": "m"})

@@ -95,10 +95,9 @@ def run_continuous(engine, arrivals):
     while len(requests) < len(arrivals) or len(search):
         new = [i for i, at in enumerate(arrivals) if at == step]
         if new:
-            batch = [SearchRequest(3, SearchOptions(beam_size=(i % 3) + 1, max_length=5 + i,
-                                                    return_attention=i % 2 == 0)) for i in new]
-            ids = np.array([[4, 5, 6]] * len(new))
-            search.add(batch, engine.encode(ids, np.array([3] * len(new))))
+            batch = [SearchRequest([4, 5, 6], SearchOptions(beam_size=(i % 3) + 1, max_length=5 + i,
+                                                            return_attention=i % 2 == 0)) for i in new]
+            search.admit(batch)
             requests.update(zip(new, batch))
         search.advance()
         step += 1
@@ -116,9 +115,9 @@ def test_results_do_not_depend_on_company_or_arrival_time():
 def test_removed_request_frees_its_rows():
     engine = TinyEngine(2)
     search = BatchSearch(engine)
-    a = SearchRequest(2, SearchOptions(beam_size=4, max_length=50))
-    b = SearchRequest(2, SearchOptions(beam_size=2, max_length=50))
-    search.add([a, b], engine.encode(np.array([[4, 5], [4, 5]]), np.array([2, 2])))
+    a = SearchRequest([4, 5], SearchOptions(beam_size=4, max_length=50))
+    b = SearchRequest([4, 5], SearchOptions(beam_size=2, max_length=50))
+    search.admit([a, b])
     search.advance()
     assert len(search) == 4  # two live continuations each (the tiny vocabulary has two words)
     search.remove([a])
@@ -136,8 +135,8 @@ def test_batch_can_empty_and_refill_with_a_shorter_source():
     engine = TinyEngine(5)
     search = BatchSearch(engine)
     for width in (5, 1, 3):
-        request = SearchRequest(width, SearchOptions(max_length=4, return_attention=True))
-        search.add([request], engine.encode(np.array([[4] * width]), np.array([width])))
+        request = SearchRequest([4] * width, SearchOptions(max_length=4, return_attention=True))
+        search.admit([request])
         while len(search):
             search.advance()
         assert request.done and request.hypotheses[0].attention.shape[1] == width

@@ -206,7 +206,7 @@ def test_metrics_after_a_known_sequence_of_calls_and_promtool_is_clean():
         assert srv.value("translator_decode_steps_total", model=model) >= 3
         assert srv.value("translator_inference_seconds_count", model=model, stage="encode") >= 1
         assert srv.value("translator_inference_seconds_count", model=model, stage="tokenize") == 2  # options are checked first
-        assert srv.value("translator_queue_wait_seconds_count", model=model) == 2
+        assert srv.value("translator_queue_wait_seconds_count", model=model, outcome="admitted") == 2
         assert srv.value("translator_model_info", model=model, source_language="de", target_language="en",
                          quantization="none", parameters=str(srv.srv.models[model].bundle.manifest["parameters"])) == 1
         from prometheus_client import generate_latest

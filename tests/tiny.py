@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nmt.engine import RecurrentState
+
 MULTI30K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "multi30k"
 
 LEXICON = {"ein": "a", "eine": "a", "mann": "man", "frau": "woman", "hund": "dog", "katze": "cat",
@@ -45,7 +47,7 @@ def tiny_overrides(corpus: dict[str, Path], out_dir: Path, steps: int = 30) -> l
     ]
 
 
-class TinyEngine:
+class TinyEngine(RecurrentState):
     """Hand-computable engine: the log-probs of the next token depend only on the prefix, through a
     seeded table, over the vocabulary {0: EOS, 1, 2}; BOS is 3. Attention is uniform over the source."""
 
@@ -79,7 +81,7 @@ class TinyEngine:
         return logits - np.log(np.exp(logits).sum())
 
 
-class LengthEngine:
+class LengthEngine(RecurrentState):
     """An engine whose output length you control: a sentence whose first source id is n yields
     n tokens (id 5) then EOS. `delay` seconds per step make batches take measurable time."""
 
@@ -110,7 +112,7 @@ class LengthEngine:
         return np.tile(lp, (n, 1)), ids.astype(np.int64), attn.astype(np.float32), {**state, "left": left}
 
 
-class TableEngine:
+class TableEngine(RecurrentState):
     """A model given as a table: the next token's probabilities and the attention depend only on the
     previous token (`table[prev] = {token: p}`, the rest of the vocabulary shares what is left);
     `attend[prev]` is the source position that step attends to (uniform when absent). Built to loop,

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from nmt.engine import RecurrentState
 from nmt.tokenizer import BOS_ID, EOS_ID
 from training.model import Seq2Seq
 
 
-class TorchEngine:
+class TorchEngine(RecurrentState):
     bos_id = BOS_ID
     eos_id = EOS_ID
 
@@ -34,6 +35,6 @@ class TorchEngine:
         tstate = {name: self._tensor(v) for name, v in state.items()}
         log_probs, attention, new_state = self.model.decode_step(self._tensor(prev_ids), tstate)
         top = torch.topk(log_probs, min(k, log_probs.size(-1)), dim=-1)
-        new = {name: (v.cpu().numpy() if name not in ("memory", "keys", "mask") else state[name])
+        new = {name: (v.cpu().numpy() if name not in self.SOURCE_KEYS else state[name])
                for name, v in new_state.items()}
         return top.values.cpu().numpy(), top.indices.cpu().numpy(), attention.cpu().numpy(), new
