@@ -43,7 +43,7 @@ def measure(kind: str, path: str, count: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             tok = Tokenizer(checkpoint.write_spm(ckpt, Path(tmp))["src"])
     else:
-        from service.bundle import load_bundle
+        from nmt.bundle import load_bundle
         from service.onnx_engine import OnnxEngine
 
         bundle = load_bundle(path)

@@ -190,7 +190,7 @@ def load(args):
     from nmt.tokenizer import Tokenizer
 
     if args.bundle:
-        from service.bundle import load_bundle
+        from nmt.bundle import load_bundle
         from service.models import text_processor
         from service.onnx_engine import OnnxEngine
 

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from training import checkpoint
     from training.data import read_lines
     from nmt.tokenizer import Tokenizer
-    from service.bundle import load_bundle
+    from nmt.bundle import load_bundle
     from service.onnx_engine import OnnxEngine
     from training.torch_engine import TorchEngine
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 
-from service.bundle import BundleError
+from nmt.bundle import BundleError
 from service.config import parse_args
 from service.server import StartupError, serve
 

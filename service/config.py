@@ -95,7 +95,7 @@ FLAGS = [
     ("max-message-bytes", "limits", "max_message_bytes", int, "largest request message"),
     ("max-request-seconds", "limits", "max_request_seconds", float, "server-side deadline cap"),
     ("default-beam", "defaults", "beam_size", int, "beam_size when a request says 0"),
-    ("default-length-penalty", "defaults", "length_penalty", float, "length_penalty when a request says 0"),
+    ("default-length-penalty", "defaults", "length_penalty", float, "length_penalty when a request leaves it unset"),
     ("default-max-output-tokens", "defaults", "max_output_tokens", int, "max_output_tokens when a request says 0"),
     ("default-max-length-factor", "defaults", "max_length_factor", float,
      "output tokens at most FACTOR x source tokens + 10 (0: off), when a request leaves it unset"),

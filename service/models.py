@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from nmt.search import SearchOptions, translate_batch
 from nmt.text import TextProcessor
 from nmt.tokenizer import Tokenizer
-from service.bundle import Bundle, BundleError, load_bundle
+from nmt.bundle import Bundle, BundleError, load_bundle
 from service.config import SchedulerConfig
 from service.metrics import Metrics
 from service.onnx_engine import OnnxEngine

@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from nmt.engine import RecurrentState, State
-from service.bundle import Bundle, BundleError
+from nmt.bundle import Bundle, BundleError
 
 _pool_lock = threading.Lock()
 _pool_threads: int | None = None

@@ -20,6 +20,8 @@ from service.validation import InvalidArgument, check_sentences, check_texts, se
 from translation.v1 import translator_pb2 as pb
 from translation.v1 import translator_pb2_grpc as pb_grpc
 
+STREAM_WINDOW = 8  # TranslateStream messages in translation at once
+
 JOB_ERRORS = {
     "deadline": (grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded while translating"),
     "shutdown": (grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry elsewhere"),
@@ -39,8 +41,29 @@ class TranslatorServicer(pb_grpc.TranslatorServicer):
         return await self._translate(request, context)
 
     async def TranslateStream(self, request_iterator, context):
-        async for request in request_iterator:
-            yield await self._translate(request, context)
+        """Responses in request order, with up to STREAM_WINDOW messages translated at once (their
+        sentences share decoder steps); a finished response is sent at once, so a client that waits
+        for each answer before sending the next is served too."""
+        pending: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await pending.put(asyncio.ensure_future(self._translate(request, context)))
+            finally:
+                await pending.put(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (task := await pending.get()) is not None:
+                yield await task
+            await reader  # a broken request stream ends the call with its error
+        finally:
+            reader.cancel()
+            while not pending.empty():
+                task = pending.get_nowait()
+                if task is not None:
+                    task.cancel()
 
     async def ListModels(self, request, context):
         return pb.ListModelsResponse(models=[m.info(name == self.default) for name, m in self.models.items()])

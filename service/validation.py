@@ -24,7 +24,7 @@ def search_options(options, defaults: Defaults, limits: Limits) -> SearchOptions
     n_best = options.num_hypotheses or 1
     if n_best > beam:
         bad.append(("options.num_hypotheses", f"{n_best} exceeds beam_size ({beam}); ask for a wider beam"))
-    alpha = options.length_penalty or defaults.length_penalty
+    alpha = options.length_penalty if options.HasField("length_penalty") else defaults.length_penalty
     if not math.isfinite(alpha) or not 0 <= alpha <= 10:
         bad.append(("options.length_penalty", f"{alpha} must be between 0 and 10"))
     max_out = options.max_output_tokens or defaults.max_output_tokens

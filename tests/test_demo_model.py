@@ -6,7 +6,7 @@ import sacrebleu
 
 from nmt.search import SearchOptions, translate_batch
 from nmt.tokenizer import Tokenizer
-from service.bundle import load_bundle
+from nmt.bundle import load_bundle
 from service.onnx_engine import OnnxEngine
 from tests.servers import DEMO
 from tests.tiny import MULTI30K

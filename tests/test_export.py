@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nmt.search import SearchOptions, translate_batch
-from service.bundle import BundleError, load_bundle
+from nmt.bundle import BundleError, load_bundle
 from service.onnx_engine import OnnxEngine
 from tests.servers import DEMO
 from training import checkpoint
@@ -125,3 +125,17 @@ def test_export_that_fails_its_checks_publishes_nothing(tiny_checkpoint, tmp_pat
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "EXPORT REJECTED" in run.stderr and "log-prob difference" in run.stderr
     assert not out.exists()
+
+
+def test_int8_export_of_a_fresh_model_loads_and_translates(tiny_checkpoint, tmp_path):
+    out = tmp_path / "int8"
+    run = subprocess.run([sys.executable, "-m", "export", "--checkpoint", str(tiny_checkpoint[1]), "--out", str(out),
+                          "--quantize", "int8", "--verify-sentences", "30"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "skip to quantize" not in run.stderr + run.stdout  # the quantizer's per-node log is silenced
+    bundle = load_bundle(out)
+    assert bundle.manifest["quantization"] == "int8"
+    assert (out / "decoder.onnx").stat().st_size < (tiny_checkpoint[0] / "best.pt").stat().st_size
+    [hyps] = translate_batch(OnnxEngine(bundle), [[5, 6, 7]], SearchOptions(beam_size=2, max_length=10))
+    assert hyps and all(isinstance(t, int) for t in hyps[0].token_ids)

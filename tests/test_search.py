@@ -140,3 +140,83 @@ def test_batch_can_empty_and_refill_with_a_shorter_source():
         while len(search):
             search.advance()
         assert request.done and request.hypotheses[0].attention.shape[1] == width
+
+
+def reference_beam(engine, K, max_length, alpha, n_best):
+    """Beam search for one sentence written plainly: every live hypothesis proposes its K+1 best
+    tokens, candidates are ranked by total log-prob, an end-of-sentence among the top K finishes a
+    hypothesis, the K best others live on; done with K finished or nothing alive."""
+    alive, finished = [((), 0.0)], []
+    for _ in range(max_length):
+        candidates = []
+        for tokens, lp in alive:
+            lps = engine.log_probs(tokens)
+            for t in np.argsort(-lps, kind="stable")[: K + 1]:
+                candidates.append((lp + float(lps[t]), tokens, int(t)))
+        candidates.sort(key=lambda c: -c[0])
+        alive = []
+        for rank, (score, tokens, t) in enumerate(candidates):
+            if t == engine.eos_id:
+                if rank < K:
+                    finished.append((list(tokens), score / length_penalty(len(tokens) + 1, alpha)))
+            elif len(alive) < K:
+                if len(tokens) + 1 >= max_length:
+                    finished.append((list(tokens) + [t], score / length_penalty(len(tokens) + 1, alpha)))
+                else:
+                    alive.append((tokens + (t,), score))
+        if len(finished) >= K or not alive:
+            break
+    return sorted(finished, key=lambda f: -f[1])[:n_best]
+
+
+@pytest.mark.parametrize("seed,beam,alpha", [(0, 2, 1.0), (1, 2, 0.0), (2, 3, 0.6), (3, 2, 2.0), (6, 3, 1.0)])
+def test_beam_smaller_than_the_space_prunes_and_stops_like_the_reference(seed, beam, alpha):
+    engine, max_length = TinyEngine(seed), 9  # 2^9 sequences, a beam of 2 or 3
+    expected = reference_beam(engine, beam, max_length, alpha, beam)
+    options = SearchOptions(beam_size=beam, num_hypotheses=beam, max_length=max_length, length_penalty=alpha)
+    for company in ([], [[7, 7, 7]] * 3):  # alone and sharing steps with others
+        got = translate_batch(engine, [[9, 9]] + company, [options] * (1 + len(company)))[0]
+        assert [h.token_ids for h in got] == [tokens for tokens, _ in expected]
+        assert [h.score for h in got] == pytest.approx([s for _, s in expected], abs=1e-5)
+
+
+class AttentionEngine(TinyEngine):
+    """TinyEngine whose attention is known: a seeded distribution over the source per prefix."""
+
+    def attention_for(self, prefix, width):
+        code = 0
+        for t in prefix:
+            code = code * 5 + t + 1
+        weights = np.random.default_rng([self.seed, code, 99]).random(width) + 0.01
+        return weights / weights.sum()
+
+    def step(self, prev_ids, state, k):
+        lp, top, _, new = super().step(prev_ids, state, k)
+        width = state["mask"].shape[1]
+        attention = np.zeros((len(prev_ids), width), np.float32)
+        for row, code in enumerate(new["code"].tolist()):
+            prefix = _decode_code(code)
+            length = int(state["mask"][row].sum())
+            attention[row, :length] = self.attention_for(prefix, length)
+        return lp, top, attention, new
+
+
+def _decode_code(code):
+    prefix = []
+    while code:
+        code, digit = divmod(code - 1, 5)
+        prefix.append(digit)
+    return tuple(reversed(prefix))
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_attention_rows_are_those_of_the_steps_that_produced_each_token(beam):
+    engine = AttentionEngine(3)
+    sources = [[4, 5, 6, 7], [4, 5], [8, 8, 8, 8, 8, 8]]
+    options = SearchOptions(beam_size=beam, num_hypotheses=beam, max_length=7, return_attention=True)
+    for hyps, src in zip(translate_batch(engine, sources, options), sources):
+        for h in hyps:
+            assert h.attention.shape == (len(h.token_ids), len(src))
+            for j in range(len(h.token_ids)):  # row j: the step that chose token j, after tokens[:j]
+                expected = engine.attention_for(tuple(h.token_ids[:j]), len(src))
+                np.testing.assert_allclose(h.attention[j], expected, rtol=1e-5, atol=1e-6)

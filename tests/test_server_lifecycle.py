@@ -64,7 +64,7 @@ def test_sigterm_finishes_calls_in_flight_and_exits_zero(tmp_path):
         assert health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
         with pytest.raises(grpc.RpcError) as err:
             pb_grpc.TranslatorStub(grpc.insecure_channel(f"127.0.0.1:{port}")).Translate(
-                pb.TranslateRequest(texts=["Hallo."]), timeout=5)
+                pb.TranslateRequest(texts=["Hallo."]), timeout=30)  # a loaded machine is slow
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         for f in in_flight:
             assert len(f.result().translations) == 4
@@ -256,3 +256,35 @@ def manifest_name(bundle: Path) -> str:
     import json
 
     return json.loads((bundle / "manifest.json").read_text())["name"]
+
+
+def test_a_failing_engine_answers_internal_then_health_follows_it():
+    srv = RunningServer(make_config()).start()
+    try:
+        model = next(iter(srv.srv.models.values()))
+        engine = model.engine
+        channel = srv.channel()
+        s = pb_grpc.TranslatorStub(channel)
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("GPU on fire")
+
+        engine.step = broken  # the instance attribute shadows the method
+        for _ in range(3):
+            with pytest.raises(grpc.RpcError) as err:
+                s.Translate(pb.TranslateRequest(texts=["Ein Hund rennt."]), timeout=10)
+            assert err.value.code() == grpc.StatusCode.INTERNAL
+            assert "decode failed: RuntimeError: GPU on fire" in err.value.details()
+        deadline = time.monotonic() + 5
+        while health(channel) != health_pb2.HealthCheckResponse.NOT_SERVING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING  # 3 failures in a row
+        del engine.step  # repaired: the next translation succeeds and health comes back
+        assert s.Translate(pb.TranslateRequest(texts=["Ein Hund rennt."]), timeout=10).translations
+        deadline = time.monotonic() + 5
+        while health(channel) != health_pb2.HealthCheckResponse.SERVING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert health(channel) == health_pb2.HealthCheckResponse.SERVING
+        assert srv.value("translator_engine_failures_total", model=model.name, stage="decode") == 3
+    finally:
+        srv.stop()

@@ -245,3 +245,25 @@ def test_reflection_lists_the_services(server):
 
     services = ProtoReflectionDescriptorDatabase(server.channel()).get_services()
     assert {"translation.v1.Translator", "grpc.health.v1.Health"} <= set(services)
+
+
+def test_stream_translates_several_messages_at_once(server):
+    """Eight one-sentence messages on one stream: with one message at a time every decoder step
+    would hold one sentence; with the window they share steps."""
+    model = next(iter(server.srv.models))
+    steps0 = server.value("translator_batch_size_count", model=model)
+    sentences0 = server.value("translator_batch_size_sum", model=model)
+    slow = pb.DecodingOptions(min_output_tokens=40, max_output_tokens=45)
+    requests = [pb.TranslateRequest(texts=[s], options=slow) for s in SENTENCES[:4] * 2]
+    responses = list(stub(server).TranslateStream(iter(requests)))
+    assert [r.translations[0].sentences[0].source_end for r in responses] == [len(s) for s in SENTENCES[:4] * 2]
+    steps = server.value("translator_batch_size_count", model=model) - steps0
+    mean = (server.value("translator_batch_size_sum", model=model) - sentences0) / steps
+    assert mean > 2, f"{mean:.1f} sentences per step: messages were translated one after another"
+
+
+def test_length_penalty_zero_can_be_asked_for(client):
+    [t] = client.translate([SENTENCES[1]], beam_size=3, length_penalty=0.0)
+    assert t.best.score == pytest.approx(t.best.log_prob, abs=1e-4)  # no normalisation
+    [d] = client.translate([SENTENCES[1]], beam_size=3)  # unset: the server's default, 1.0
+    assert d.best.score != pytest.approx(d.best.log_prob, abs=1e-4)
