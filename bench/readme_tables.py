@@ -121,7 +121,20 @@ def punctuation() -> str:
                      ["clean", "no final punctuation", "two-word fragments"])
 
 
-TABLES = {"casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
+def soak() -> str:
+    r = _load("soak")
+    v = r["verdict"]
+    lines = [f"Soak, `python bench/soak.py`: {r['requests']:,} one-sentence greedy requests from {r['clients']} "
+             f"concurrent clients, in blocks of {r['block']:,}:", "",
+             "| block | requests served | requests/s | server RSS (MB) |", "|---|---|---|---|"]
+    for row in r["rows"]:
+        lines.append(f"| {row['block']} | {row['requests']:,} | {row['per_s']:.1f} | {row['rss_mb']:.1f} |")
+    lines += ["", f"Last block's throughput is {v['last_vs_first_throughput']:.1%} of the first's; RSS grew "
+              f"{v['rss_growth_mb']:+.1f} MB from the first block to the last; {v['errors']} errors."]
+    return "\n".join(lines) + "\n\n" + _source(r)
+
+
+TABLES = {"soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
 
 
 def render(text: str) -> str:

@@ -12,6 +12,7 @@ from training.trainer import Trainer  # noqa: E402
 
 trainer = Trainer(load_config(None, sys.argv[2:]))
 trainer.train()
+trainer.close()
 digest = hashlib.sha256()
 for value in trainer.model.state_dict().values():
     digest.update(value.numpy().tobytes())

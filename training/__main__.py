@@ -17,7 +17,10 @@ def cmd_train(args) -> None:
 
     cfg = load_config(args.config, args.set or [])
     trainer = Trainer(cfg, resume=not args.restart)
-    result = trainer.train()
+    try:
+        result = trainer.train()
+    finally:
+        trainer.close()
     if trainer.main:
         print(json.dumps(result))
 

@@ -39,11 +39,12 @@ class VocabConfig:
 
 @dataclass
 class AugmentConfig:
-    lower: float = 0.0  # share of training pairs lower-cased (both sides), drawn anew each epoch
-    upper: float = 0.0  # ... UPPER-CASED
-    title: float = 0.0  # ... Title Cased
-    strip_punct: float = 0.0  # ... without final punctuation
-    placeholders: float = 0.0  # ... with aligned word pairs replaced by placeholders (copying)
+    # On by default: every model the project trains should read what people type.
+    lower: float = 0.10  # share of training pairs lower-cased (both sides), drawn anew each epoch
+    upper: float = 0.05  # ... UPPER-CASED
+    title: float = 0.05  # ... Title Cased
+    strip_punct: float = 0.20  # ... without final punctuation
+    placeholders: float = 0.15  # ... with aligned word pairs replaced by placeholders (copying)
     max_placeholders: int = 2  # placeholders per changed pair, at most
     fragments: float = 0.0  # ... replaced by a short phrase of it (1-3 words each side)
 

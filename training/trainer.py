@@ -300,7 +300,13 @@ class Trainer:
             else:
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         bar.close()
+        if self.world > 1:  # no rank may exit while rank 0 still writes: gloo aborts on a closed peer
+            dist.barrier()
         return {"step": self.step, "best_bleu": self.best_bleu}
+
+    def close(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
     def _validate_and_save(self, train_loss: float) -> bool:
         """Validate on rank 0, decide on LR and early stopping there, share the decision."""
