@@ -77,9 +77,11 @@ def warm_up(model: Model) -> float:
     """Translate one sentence (greedy and beam) outside the scheduler; return the seconds it took.
     Health turns SERVING only after this succeeded for every model."""
     started = time.perf_counter()
-    ids = [model.source.encode("Ein Test.") or [4]]
+    # through the text pipeline: the segmenter is loaded now, not by the first client's request
+    sentences = model.text.split("Ein Test. Noch ein Test")
+    ids = [s.ids for s in sentences if s.ids] or [[4]]
     for beam in (1, 2):
         hyps = translate_batch(model.engine, ids, SearchOptions(beam_size=beam, max_length=8))
-        if not hyps[0]:
+        if not all(hyps):
             raise BundleError(f"{model.bundle.path}: warm-up translation produced nothing")
     return time.perf_counter() - started

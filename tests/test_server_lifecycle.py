@@ -20,7 +20,7 @@ from translation.v1 import translator_pb2_grpc as pb_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMTOOL = ROOT / ".tools" / "usr" / "bin" / "promtool"
-SLOW = pb.DecodingOptions(beam_size=4, min_output_tokens=120, max_output_tokens=130)
+SLOW = pb.DecodingOptions(beam_size=5, min_output_tokens=240, max_output_tokens=250)  # seconds of work
 
 
 def health(channel, service=""):
@@ -56,9 +56,10 @@ def test_sigterm_finishes_calls_in_flight_and_exits_zero(tmp_path):
                 pass
             time.sleep(0.2)
         stub = pb_grpc.TranslatorStub(channel)
-        in_flight = [stub.Translate.future(pb.TranslateRequest(texts=["Ein Mann fährt Fahrrad."] * 4, options=SLOW),
+        assert stub.Translate(pb.TranslateRequest(texts=["Hallo."]), timeout=30).translations  # connected
+        in_flight = [stub.Translate.future(pb.TranslateRequest(texts=["Ein Mann fährt Fahrrad."] * 16, options=SLOW),
                                            timeout=60) for _ in range(6)]
-        time.sleep(0.3)
+        time.sleep(0.5)  # the calls reach the server (they take seconds to decode)
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         assert health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
@@ -67,7 +68,7 @@ def test_sigterm_finishes_calls_in_flight_and_exits_zero(tmp_path):
                 pb.TranslateRequest(texts=["Hallo."]), timeout=30)  # a loaded machine is slow
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         for f in in_flight:
-            assert len(f.result().translations) == 4
+            assert len(f.result().translations) == 16
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
