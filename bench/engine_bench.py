@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import sample_sentences  # noqa: E402
+from bench.provenance import write_result  # noqa: E402
 CONFIGS = [("greedy", 1, 1), ("greedy", 1, 32), ("greedy", 1, 128), ("beam 5", 5, 32)]
 
 
@@ -80,6 +81,8 @@ def main() -> None:
         results[label] = {r["config"]: r["rate"] for r in map(json.loads, out.stdout.splitlines())}
     base = results.get("onnx fp32") or next(iter(results.values()))
     configs = list(next(iter(results.values())))
+    write_result("engines", {"sentences": args.sentences, "configs": configs,
+                             "rates": {k: {c: round(v, 1) for c, v in r.items()} for k, r in results.items()}})
     print(f"\nsentences/s ({args.sentences} test sentences; ratio to onnx fp32)\n")
     print(f"{'engine':<20}" + "".join(f"{c:>22}" for c in configs))
     for label, rates in results.items():
@@ -99,7 +102,7 @@ def main() -> None:
     ax.set_ylabel("sentences/s")
     ax.legend()
     fig.tight_layout()
-    path = ROOT / "bench" / "out" / "engines.png"
+    path = ROOT / "bench" / "results" / "engines.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     print(f"\nplot saved to {path}")

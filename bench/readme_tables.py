@@ -134,7 +134,27 @@ def soak() -> str:
     return "\n".join(lines) + "\n\n" + _source(r)
 
 
-TABLES = {"soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
+def serve() -> str:
+    r = _load("serve")
+    lines = ["| clients | scheduler | beam | sentences/s | vs one client | sentences per decoder step | p50 / p99 ms | outputs identical |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        lines.append(f"| {row['clients']} | {row['scheduler']} | {row['beam']} | {row['per_s']:.1f} | {row['ratio']:.2f}x | "
+                     f"{row['batch']:.1f} | {row['p50_ms']} / {row['p99_ms']} | {row['identical']:.0%} |")
+    return "\n".join(lines) + "\n\n" + _source(r)
+
+
+def engines() -> str:
+    r = _load("engines")
+    configs = r["configs"]
+    base = r["rates"].get("onnx fp32") or next(iter(r["rates"].values()))
+    lines = ["| engine | " + " | ".join(configs) + " |", "|---" * (len(configs) + 1) + "|"]
+    for engine, rates in r["rates"].items():
+        lines.append(f"| {engine} | " + " | ".join(f"{rates[c]:.1f} ({rates[c] / base[c]:.2f}x)" for c in configs) + " |")
+    return "\n".join(lines) + "\n\n" + _source(r)
+
+
+TABLES = {"serve": serve, "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
 
 
 def render(text: str) -> str:

@@ -7,7 +7,6 @@ spaces, lower-case starts, line breaks) and speed. Prints a table; writes bench/
 
 from __future__ import annotations
 
-import json
 import time
 
 import sys

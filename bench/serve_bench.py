@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import sample_sentences  # noqa: E402
+from bench.provenance import write_result  # noqa: E402
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
@@ -105,7 +106,7 @@ def main() -> None:
     p.add_argument("--sentences", type=int, default=256)
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--beams", default="1,5")
-    p.add_argument("--out", default=str(ROOT / "bench" / "out" / "serve.png"))
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "serve.png"))
     args = p.parse_args()
     texts = sample_sentences(args.sentences)
     rows = []
@@ -124,6 +125,7 @@ def main() -> None:
         finally:
             server.stop()
     baseline = {beam: r for name, sched, beam, r in rows if name.startswith("1 client")}
+    records = []
     print(f"\n{len(texts)} sentences, one per call, bundle {args.bundle}\n")
     print(f"{'clients':<20}{'scheduler':<12}{'beam':>5}{'sent/s':>9}{'ratio':>7}{'batch':>7}"
           f"{'p50 ms':>8}{'p99 ms':>8}  identical")
@@ -134,6 +136,11 @@ def main() -> None:
         same = sum(a == b for a, b in compared) / len(compared)
         print(f"{name:<20}{sched:<12}{beam:>5}{r['rate']:>9.1f}{r['rate'] / base['rate']:>6.2f}x"
               f"{r['batch']:>7.1f}{r['p50'] * 1000:>8.0f}{r['p99'] * 1000:>8.0f}  {same:.1%}")
+        records.append({"clients": name, "scheduler": sched, "beam": beam, "per_s": round(r["rate"], 1),
+                        "ratio": round(r["rate"] / base["rate"], 2), "batch": round(r["batch"], 1),
+                        "p50_ms": round(r["p50"] * 1000), "p99_ms": round(r["p99"] * 1000),
+                        "identical": round(same, 4)})
+    write_result("serve", {"sentences": len(texts), "bundle": Path(args.bundle).name, "rows": records})
     plot(rows, baseline, Path(args.out))
 
 

@@ -6,7 +6,6 @@ MODEL_CARD.md) and refuses to finish unless the ONNX engine translates like the 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -38,11 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-length", type=int, default=100)
     args = p.parse_args(argv)
 
+    from nmt.bundle import load_bundle
+    from nmt.tokenizer import Tokenizer
+    from service.onnx_engine import OnnxEngine
     from training import checkpoint
     from training.data import read_lines
-    from nmt.tokenizer import Tokenizer
-    from nmt.bundle import load_bundle
-    from service.onnx_engine import OnnxEngine
     from training.torch_engine import TorchEngine
 
     try:

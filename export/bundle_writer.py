@@ -8,8 +8,8 @@ from pathlib import Path
 
 import onnx
 
-from nmt.tokenizer import file_sha256
 from nmt.bundle import FORMAT_VERSION, MANIFEST
+from nmt.tokenizer import file_sha256
 
 DTYPES = {onnx.TensorProto.INT64: "int64", onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.BOOL: "bool"}
 

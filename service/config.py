@@ -72,7 +72,7 @@ FLAGS = [
     ("host", None, "host", str, "address to bind"),
     ("port", None, "port", int, "gRPC port"),
     ("metrics-port", None, "metrics_port", int, "Prometheus /metrics port (0: off)"),
-    ("threads", None, "threads", int, "ONNX Runtime threads (0: one per core)"),
+    ("threads", None, "threads", int, "ONNX Runtime threads (0: the CPUs the container may use: cgroup quota, affinity)"),
     ("grace-seconds", None, "grace_seconds", float, "graceful-shutdown grace period"),
     ("tls-cert", None, "tls_cert", str, "server certificate (PEM); enables TLS"),
     ("tls-key", None, "tls_key", str, "server private key (PEM)"),

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
+from nmt.bundle import Bundle, BundleError, load_bundle
 from nmt.search import SearchOptions, translate_batch
 from nmt.text import TextProcessor
 from nmt.tokenizer import Tokenizer
-from nmt.bundle import Bundle, BundleError, load_bundle
 from service.config import SchedulerConfig
+from service.cpus import available_cpus
 from service.metrics import Metrics
 from service.onnx_engine import OnnxEngine
 from service.scheduler import Scheduler
 from translation.v1 import translator_pb2 as pb
+
+log = logging.getLogger("service")
 
 
 @dataclass
@@ -55,6 +59,8 @@ def text_processor(bundle: Bundle, source: Tokenizer, target: Tokenizer) -> Text
 def load_models(paths: list[str], metrics: Metrics, cfg: SchedulerConfig, threads: int) -> dict[str, Model]:
     """Load and validate every bundle; a bad bundle ends start-up with a message naming it."""
     models: dict[str, Model] = {}
+    threads = threads or available_cpus()  # 0: what the container may use, not the host's cores
+    log.info("ONNX Runtime threads: %d", threads)
     for path in paths:
         bundle = load_bundle(path)
         if bundle.name in models:

@@ -16,8 +16,8 @@ import threading
 import numpy as np
 import onnxruntime as ort
 
-from nmt.engine import RecurrentState, State
 from nmt.bundle import Bundle, BundleError
+from nmt.engine import RecurrentState, State
 
 _pool_lock = threading.Lock()
 _pool_threads: int | None = None

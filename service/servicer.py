@@ -14,8 +14,8 @@ from grpc_status import rpc_status
 from service.config import ServerConfig
 from service.metrics import Metrics
 from service.models import Model
-from service.scheduler import Job
 from service.response import build_translations
+from service.scheduler import Job
 from service.validation import InvalidArgument, check_sentences, check_texts, search_options
 from translation.v1 import translator_pb2 as pb
 from translation.v1 import translator_pb2_grpc as pb_grpc

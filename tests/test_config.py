@@ -30,3 +30,24 @@ def test_bad_configuration_is_refused(argv, env, capsys):
     with pytest.raises(SystemExit):
         parse_args(argv, environ=env)
     assert "error:" in capsys.readouterr().err
+
+
+def test_thread_count_follows_the_container_quota(tmp_path):
+    import os
+
+    from service.cpus import available_cpus, cgroup_quota
+
+    cores = len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_quota(tmp_path) is None and available_cpus(tmp_path) == cores
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs: two threads, never more than cores
+    assert cgroup_quota(tmp_path) == 1.5 and available_cpus(tmp_path) == min(2, cores)
+    (tmp_path / "cpu.max").write_text("50000 100000\n")
+    assert available_cpus(tmp_path) == 1
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_quota(v1) is None
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    assert available_cpus(v1) == 1

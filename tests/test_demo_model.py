@@ -2,16 +2,15 @@
 
 import gzip
 
+import pytest
 import sacrebleu
 
+from nmt.bundle import load_bundle
 from nmt.search import SearchOptions, translate_batch
 from nmt.tokenizer import Tokenizer
-from nmt.bundle import load_bundle
 from service.onnx_engine import OnnxEngine
 from tests.servers import DEMO
 from tests.tiny import MULTI30K
-
-import pytest
 
 
 @pytest.fixture(scope="module")

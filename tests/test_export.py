@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nmt.search import SearchOptions, translate_batch
 from nmt.bundle import BundleError, load_bundle
+from nmt.search import SearchOptions, translate_batch
 from service.onnx_engine import OnnxEngine
 from tests.servers import DEMO
 from training import checkpoint

@@ -17,13 +17,12 @@ import torch.distributed as dist
 
 from nmt.heatmap import save_heatmap
 from nmt.progress import progress, write
-from nmt.protect import word_key
 from nmt.search import SearchOptions, translate_batch
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from training import checkpoint
 from training.augment import AugmentRates, augment, build_lexicon, truecase_table
 from training.config import Config, as_dict
-from training.data import Corpus, clean, read_corpus
+from training.data import clean, read_corpus
 from training.model import ModelConfig, Seq2Seq
 from training.plots import learning_curve
 from training.torch_engine import TorchEngine
