@@ -142,6 +142,10 @@ class TextProcessor:
         return (word[:1].isupper() and low not in self.forms
                 and compound_head(low, self.forms) is None)
 
+    def _is_suffix(self, token: int) -> bool:
+        piece = self.target.sp.id_to_piece(token)
+        return not piece.startswith("▁") and piece.isalpha()
+
     def _can_encode(self, word: str) -> bool:
         return not any(i in self._byte_ids or i == self.source.sp.unk_id()
                        for i in self.source.sp.encode(word))
@@ -191,6 +195,13 @@ class TextProcessor:
             starts = [p.startswith("▁") for p in self.target.pieces(ids)]
             ids, attention = repair(ids, attention, wanted, set(self._tgt_placeholders.values()),
                                     words, starts, self._space_id)
+        if sentence.items:  # a word ending glued to a copied item ("⦅1⦆" "ing") is the model's noise
+            placeholder_ids = set(self._tgt_placeholders.values())
+            keep = [j for j, t in enumerate(ids)
+                    if not (j and ids[j - 1] in placeholder_ids and self._is_suffix(t))]
+            if len(keep) < len(ids):
+                ids = [ids[j] for j in keep]
+                attention = attention[keep] if attention is not None else None
         if sentence.unfinished:  # the full stop we added: off the tokens and the attention too
             while ids and _FINAL_STOP.fullmatch(self.target.sp.id_to_piece(ids[-1]).lstrip("▁") or " "):
                 ids = ids[:-1]

@@ -158,3 +158,11 @@ def test_guard_options_reach_the_search_and_are_validated(client):
     with pytest.raises(TypeError, match="unknown option"):
         client.translate(["Ein Hund."], beam=3)
     assert pb.DecodingOptions(coverage_penalty=0.0).HasField("coverage_penalty")  # zero can be asked for
+
+
+def test_no_word_ending_sticks_to_a_copied_item(client):
+    [t] = client.translate(["EIN MANN NAMENS GRZEGORZ SCHREIBT AN info@example.de"])
+    assert "info@example.de" in t.text and "GRZEGORZ" in t.text
+    for item in ("info@example.de", "GRZEGORZ"):
+        after = t.text.split(item, 1)[1][:1]
+        assert not after.isalpha(), t.text
