@@ -2,8 +2,8 @@
 know are replaced by placeholder tokens before translation and put back afterwards.
 
 The model learned to copy placeholders (training/augment.py). A placeholder the model drops is
-put back after the output token that attended to it most (the attention-guided copy of Luong et
-al. 2015, "Addressing the Rare Word Problem in NMT"); one it invents is removed.
+put back by the attention (after the Luong et al. 2015 "Addressing the Rare Word Problem in NMT"
+idea): next to the output word aligned with its source neighbour; one it invents is removed.
 """
 
 from __future__ import annotations

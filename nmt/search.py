@@ -304,7 +304,7 @@ class BatchSearch:
             penalized = np.where(mask, self.history, -1)
             extra += int(mask.sum(axis=1).max())
         if (n_gram > 0).any():
-            banned = np.full((len(self), 0), -1, np.int64)
+            banned = np.full((len(self), width), -1, np.int64)  # at most width - n + 1 windows a row
             for n in np.unique(n_gram[n_gram > 0]).tolist():
                 rows = np.flatnonzero((n_gram == n) & (self.row_len >= n))
                 if not len(rows) or width < n:
@@ -316,12 +316,8 @@ class BatchSearch:
                 # a window must lie inside the row's tokens (history is right-aligned)
                 start_ok = np.arange(windows.shape[1])[None, :] >= (width - self.row_len[rows])[:, None]
                 match &= start_ok
-                tokens = np.where(match, windows[:, :, n - 1], -1)
-                grown = np.full((len(self), max(banned.shape[1], tokens.shape[1])), -1, np.int64)
-                grown[:, : banned.shape[1]] = banned
-                grown[rows, : tokens.shape[1]] = np.where(tokens >= 0, tokens, grown[rows, : tokens.shape[1]])
-                banned = grown
-            extra += int((banned >= 0).sum(axis=1).max()) if banned.size else 0
+                banned[rows, : windows.shape[1]] = np.where(match, windows[:, :, n - 1], -1)
+            extra += int((banned >= 0).sum(axis=1).max())
         return banned, penalized, extra
 
     def _keep_rows(self, rows, last, score, parents, attention) -> None:

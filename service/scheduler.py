@@ -204,6 +204,9 @@ class Scheduler:
             else:
                 self.metrics.queue_wait.labels(self.model, "admitted").observe(now - job.enqueued)
                 live.append(job)
+        for job in [j for j in live if not j.src_ids]:  # nothing to decode: answered at once
+            job.finish()
+        live = [j for j in live if j.src_ids]
         if not live:
             return
         started = time.perf_counter()

@@ -235,3 +235,14 @@ def test_budgets_bound_rows_and_padded_positions_in_both_modes(kind):
     assert any(width == 40 for _, width in seen) and any(width <= 2 for _, width in seen)
     sizes = scheduler.metrics.registry.get_sample_value("translator_batch_size_count", {"model": "m"})
     assert sizes == scheduler.metrics.registry.get_sample_value("translator_decode_steps_total", {"model": "m"})
+
+
+def test_a_job_with_nothing_to_decode_is_answered_not_forgotten():
+    scheduler = Scheduler(LengthEngine(), "m", Metrics(), SchedulerConfig(batch_wait_ms=0))
+    done, on_done, event = collect(2)
+    empty = Job([], SearchOptions(), deadline=time.monotonic() + 30, on_done=on_done)
+    assert scheduler.submit([empty] + make_jobs(1, on_done)) is None
+    scheduler.start()
+    assert event.wait(5)
+    scheduler.stop()
+    assert empty.finished and empty.error is None and empty.hypotheses == []

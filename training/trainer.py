@@ -142,7 +142,7 @@ class Trainer:
             dist.barrier()
         self.spm_paths = paths
         self.src_tok, self.tgt_tok = Tokenizer(paths["src"]), Tokenizer(paths["tgt"])
-        self._epoch_cache: tuple[int, tuple] | None = None
+        self._loaded_epoch: int | None = None
         self._load_epoch(0)
 
     def _augmented(self, epoch: int) -> tuple[list[str], list[str]]:
@@ -151,7 +151,7 @@ class Trainer:
 
     def _load_epoch(self, epoch: int) -> None:
         """Token ids of the epoch's (augmented) training pairs; pairs too long are dropped."""
-        if self._epoch_cache is not None and self._epoch_cache[0] == epoch:
+        if self._loaded_epoch == epoch:
             return
         sources, targets = self._augmented(epoch)
         src, tgt = self.src_tok.encode_batch(sources), self.tgt_tok.encode_batch(targets)
@@ -162,7 +162,7 @@ class Trainer:
         self.dropped = len(src) - len(keep)
         self.src_lens = np.array([len(x) for x in self.train_src])
         self.tgt_lens = np.array([len(y) for y in self.train_tgt])
-        self._epoch_cache = (epoch, ())
+        self._loaded_epoch = epoch
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         self._load_epoch(epoch)
