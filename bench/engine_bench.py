@@ -5,7 +5,11 @@ and ONNX Runtime thread pools fight when they share one).
     python bench/engine_bench.py --checkpoint models/checkpoints/demo-de-en.pt \\
         --bundle fp32=models/demo-de-en --bundle int8=/tmp/int8 [--sentences 256]
 
-Prints sentences/s per configuration and the ratio to ONNX Runtime fp32; saves bench/out/engines.png.
+Prints sentences/s per configuration and the ratio to ONNX Runtime fp32, then how close each
+engine's decoder comes to the hardware: decoder row-steps/s (rows x steps over the time outside the
+encoder), the FLOP rate that makes (FLOPs of one row-step counted from the architecture) and, as the
+reference, ONNX Runtime running only the decoder's largest matmul (the output projection) at the
+same average rows per step, measured in the same run. Saves bench/results/engines.png.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -51,13 +57,80 @@ def measure(kind: str, path: str, count: int) -> None:
         engine = OnnxEngine(bundle, threads=2)
         tok = Tokenizer(bundle.source_tokenizer)
     ids = tok.encode_batch(sample_sentences(count))
+    counted = Counted(engine)
     for name, beam, batch in CONFIGS:
         n = min(len(ids), 64) if batch == 1 else len(ids)
-        translate_batch(engine, ids[:8], SearchOptions(beam_size=beam), max_batch=batch)  # warm up
+        translate_batch(counted, ids[:8], SearchOptions(beam_size=beam), max_batch=batch)  # warm up
+        counted.reset()
         started = time.perf_counter()
-        translate_batch(engine, ids[:n], SearchOptions(beam_size=beam), max_batch=batch)
-        rate = n / (time.perf_counter() - started)
-        print(json.dumps({"config": f"{name}, batch {batch}", "rate": rate}), flush=True)
+        translate_batch(counted, ids[:n], SearchOptions(beam_size=beam), max_batch=batch)
+        elapsed = time.perf_counter() - started
+        print(json.dumps({"config": f"{name}, batch {batch}", "rate": n / elapsed,
+                          "row_steps_per_s": counted.rows / (elapsed - counted.encode_s),
+                          "rows_per_step": counted.rows / counted.steps,
+                          "encoder_share": counted.encode_s / elapsed,
+                          "source_tokens": sum(map(len, ids[:n])) / n}), flush=True)
+
+
+class Counted:
+    """An engine that counts decoder rows and steps and times the encoder."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.reset()
+
+    def reset(self) -> None:
+        self.rows = self.steps = 0
+        self.encode_s = 0.0
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def encode(self, src_ids, src_lengths):
+        started = time.perf_counter()
+        try:
+            return self.engine.encode(src_ids, src_lengths)
+        finally:
+            self.encode_s += time.perf_counter() - started
+
+    def step(self, prev_ids, state, k):
+        self.rows += len(prev_ids)
+        self.steps += 1
+        return self.engine.step(prev_ids, state, k)
+
+
+def row_step_flops(arch: dict, source_tokens: float) -> float:
+    """Multiply-adds x 2 of one decoder step for one row (elementwise work left out)."""
+    E, H, O, V = arch["emb_size"], arch["decoder_hidden"], arch["output_size"], arch["tgt_vocab_size"]
+    M, A, S = 2 * arch["encoder_hidden"], arch["attention_size"], source_tokens
+    gates = 3 if arch["rnn_type"] == "gru" else 4
+    rnn = gates * H * (E + (O if arch["input_feeding"] else 0) + H)
+    attention = (H * A + S * A + S * M) if arch["attention"] == "additive" else (S * H + S * M)
+    return 2.0 * (rnn + attention + (H + M + E) * O + O * V)
+
+
+def matmul_gflops(rows: int, inner: int, outer: int, threads: int = 2) -> float:
+    """ONNX Runtime running one MatMul (rows, inner) x (inner, outer): the hardware reference."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.random.default_rng(0).standard_normal((inner, outer)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "reference",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", inner])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", outer])],
+                              [numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    x = np.ones((rows, inner), np.float32)
+    for _ in range(5):
+        session.run(None, {"x": x})
+    reps = max(20, 4000 // rows)
+    started = time.perf_counter()
+    for _ in range(reps):
+        session.run(None, {"x": x})
+    return 2.0 * rows * inner * outer * reps / (time.perf_counter() - started) / 1e9
 
 
 def main() -> None:
@@ -75,18 +148,42 @@ def main() -> None:
         name, _, path = item.partition("=")
         engines.append((f"onnx {name}", "onnx", path))
     results: dict[str, dict[str, float]] = {}
+    decoder: dict[str, dict[str, dict]] = {}
     for label, kind, path in engines:
         out = subprocess.run([sys.executable, __file__, "--measure", kind, path, "--sentences", str(args.sentences)],
                              capture_output=True, text=True, check=True, cwd=ROOT)
-        results[label] = {r["config"]: r["rate"] for r in map(json.loads, out.stdout.splitlines())}
+        lines = [json.loads(line) for line in out.stdout.splitlines()]
+        results[label] = {r["config"]: r["rate"] for r in lines}
+        decoder[label] = {r.pop("config"): r for r in lines}
     base = results.get("onnx fp32") or next(iter(results.values()))
     configs = list(next(iter(results.values())))
+    arch = json.loads((Path(engines[1][2] if len(engines) > 1 else args.checkpoint) / "manifest.json")
+                      .read_text())["architecture"]
+    reference: dict[int, float] = {}  # average rows per step -> MatMul GFLOP/s, same run
+    for label, per_config in decoder.items():
+        for config, d in per_config.items():
+            rows = max(1, round(d["rows_per_step"]))
+            if rows not in reference:
+                reference[rows] = matmul_gflops(rows, arch["output_size"], arch["tgt_vocab_size"])
+            d["gflops"] = d["row_steps_per_s"] * row_step_flops(arch, d["source_tokens"]) / 1e9
+            d["matmul_gflops"] = reference[rows]
     write_result("engines", {"sentences": args.sentences, "configs": configs,
-                             "rates": {k: {c: round(v, 1) for c, v in r.items()} for k, r in results.items()}})
+                             "rates": {k: {c: round(v, 1) for c, v in r.items()} for k, r in results.items()},
+                             "decoder": {k: {c: {n: round(v, 3) for n, v in d.items()} for c, d in r.items()}
+                                         for k, r in decoder.items()}})
     print(f"\nsentences/s ({args.sentences} test sentences; ratio to onnx fp32)\n")
     print(f"{'engine':<20}" + "".join(f"{c:>22}" for c in configs))
     for label, rates in results.items():
         print(f"{label:<20}" + "".join(f"{rates[c]:>12.1f} ({rates[c] / base[c]:4.2f}x)" for c in configs))
+    print("\ndecoder: row-steps/s, GFLOP/s, and the same as a share of one output-projection MatMul"
+          " at the same average rows per step\n")
+    print(f"{'engine':<12}{'config':<20}{'rows/step':>10}{'row-steps/s':>13}{'GFLOP/s':>9}"
+          f"{'MatMul':>8}{'share':>7}{'encoder':>9}")
+    for label, per_config in decoder.items():
+        for config, d in per_config.items():
+            print(f"{label:<12}{config:<20}{d['rows_per_step']:>10.1f}{d['row_steps_per_s']:>13.0f}"
+                  f"{d['gflops']:>9.1f}{d['matmul_gflops']:>8.1f}{d['gflops'] / d['matmul_gflops']:>7.0%}"
+                  f"{d['encoder_share']:>9.0%}")
     try:
         import matplotlib
 

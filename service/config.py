@@ -56,6 +56,7 @@ class ServerConfig:
     port: int = 50051
     metrics_port: int = 9090
     threads: int = 0  # ONNX Runtime intra-op threads (0: one per core)
+    int8_kernels: str = "auto"  # auto | int8 | fp32: how int8 bundles run (service/int8.py)
     grace_seconds: float = 10.0
     tls_cert: str = ""
     tls_key: str = ""
@@ -73,6 +74,8 @@ FLAGS = [
     ("port", None, "port", int, "gRPC port"),
     ("metrics-port", None, "metrics_port", int, "Prometheus /metrics port (0: off)"),
     ("threads", None, "threads", int, "ONNX Runtime threads (0: the CPUs the container may use: cgroup quota, affinity)"),
+    ("int8-kernels", None, "int8_kernels", str,
+     "int8 bundles: auto (int8 where the CPU has int8 dot products, else fp32 weights), int8 or fp32"),
     ("grace-seconds", None, "grace_seconds", float, "graceful-shutdown grace period"),
     ("tls-cert", None, "tls_cert", str, "server certificate (PEM); enables TLS"),
     ("tls-key", None, "tls_key", str, "server private key (PEM)"),
@@ -143,6 +146,8 @@ def parse_args(argv: list[str] | None = None, environ: dict | None = None) -> Se
     cfg.reflection = not (args.no_reflection or environ.get(env_name("no-reflection"), "") in ("1", "true"))
     if cfg.scheduler.kind not in ("continuous", "static"):
         parser.error(f"--scheduler must be continuous or static, got {cfg.scheduler.kind!r}")
+    if cfg.int8_kernels not in ("auto", "int8", "fp32"):
+        parser.error(f"--int8-kernels must be auto, int8 or fp32, got {cfg.int8_kernels!r}")
     if bool(cfg.tls_cert) != bool(cfg.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     if cfg.tls_client_ca and not cfg.tls_cert:

@@ -42,3 +42,25 @@ def available_cpus(root: Path = CGROUP) -> int:
     if quota is not None:
         cpus = min(cpus, math.ceil(quota))
     return max(1, cpus)
+
+
+# Instruction sets with int8 dot products, which ONNX Runtime's int8 MatMulNBits kernels
+# (accuracy level 4) are built on; without one they emulate them and lose to fp32 at batch >= 32.
+INT8_DOT = (("amx_int8", "AMX-INT8"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"),
+            ("asimddp", "Arm dot product"), ("i8mm", "Arm I8MM"))
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags (x86 `flags`, Arm `Features`); empty when unknown."""
+    text = _read(cpuinfo) or ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def int8_dot_products(flags: set[str] | None = None) -> str | None:
+    """The name of the best int8 dot-product instruction set this CPU has, or None."""
+    flags = cpu_flags() if flags is None else flags
+    return next((name for flag, name in INT8_DOT if flag in flags), None)

@@ -42,7 +42,8 @@ class Model:
                             target_language=m.get("target_language", ""),
                             source_vocab_size=len(self.source), target_vocab_size=len(self.target),
                             quantization=m.get("quantization", "none"), scores=scores,
-                            is_default=is_default, parameters=m.get("parameters", 0))
+                            is_default=is_default, parameters=m.get("parameters", 0),
+                            kernels=f"{self.engine.kernels}: {self.engine.kernels_reason}")
 
 
 def text_processor(bundle: Bundle, source: Tokenizer, target: Tokenizer) -> TextProcessor:
@@ -56,7 +57,8 @@ def text_processor(bundle: Bundle, source: Tokenizer, target: Tokenizer) -> Text
     return TextProcessor(source, target, m.get("source_language", "en") or "en", known)
 
 
-def load_models(paths: list[str], metrics: Metrics, cfg: SchedulerConfig, threads: int) -> dict[str, Model]:
+def load_models(paths: list[str], metrics: Metrics, cfg: SchedulerConfig, threads: int,
+                int8_kernels: str = "auto") -> dict[str, Model]:
     """Load and validate every bundle; a bad bundle ends start-up with a message naming it."""
     models: dict[str, Model] = {}
     threads = threads or available_cpus()  # 0: what the container may use, not the host's cores
@@ -65,7 +67,8 @@ def load_models(paths: list[str], metrics: Metrics, cfg: SchedulerConfig, thread
         bundle = load_bundle(path)
         if bundle.name in models:
             raise BundleError(f"{path}: model name {bundle.name!r} is already served by another bundle")
-        engine = OnnxEngine(bundle, threads)
+        engine = OnnxEngine(bundle, threads, int8_kernels)
+        log.info("model %s: %s kernels (%s)", bundle.name, engine.kernels, engine.kernels_reason)
         source, target = Tokenizer(bundle.source_tokenizer), Tokenizer(bundle.target_tokenizer)
         model = Model(bundle, engine, source, target, Scheduler(engine, bundle.name, metrics, cfg),
                       text_processor(bundle, source, target))
@@ -74,6 +77,7 @@ def load_models(paths: list[str], metrics: Metrics, cfg: SchedulerConfig, thread
             "source_language": str(m.get("source_language", "")),
             "target_language": str(m.get("target_language", "")),
             "quantization": str(m.get("quantization", "none")),
+            "kernels": engine.kernels,
             "parameters": str(m.get("parameters", ""))})
         models[bundle.name] = model
     return models

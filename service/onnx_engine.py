@@ -4,9 +4,11 @@ Session choices, on purpose:
 - one global intra-op thread pool shared by the encoder and decoder sessions: two private pools
   spin against each other on a small machine and halve batch-1 speed;
 - all graph optimizations (the fp16->fp32 Casts of stored weights are folded once at load);
-- sequential execution: the graphs are chains, parallel execution only adds scheduling;
-- no spinning: idle ONNX Runtime threads that spin steal the cores from gRPC and the scheduler;
-  turning it off made every served configuration of bench/serve_bench.py 8-17% faster here.
+- sequential execution: the graphs are chains, parallel execution only adds scheduling.
+Spinning is not set: `session.intra_op.allow_spinning` only applies to per-session pools (measured:
+decoder steps took the same time with it on and off under the global pool). Per-session pools that
+spin made single steps faster but every search slower (batch 1: 136 vs 194 sentences/s), the
+spinning worker stealing the core that the search's Python code needs between steps.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from nmt.bundle import Bundle, BundleError
 from nmt.engine import RecurrentState, State
+from service import int8
 
 _pool_lock = threading.Lock()
 _pool_threads: int | None = None
@@ -40,7 +44,6 @@ def session_options() -> ort.SessionOptions:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
@@ -53,9 +56,12 @@ def _check_signature(session: ort.InferenceSession, spec: dict, file: str) -> No
 
 
 class OnnxEngine(RecurrentState):
-    def __init__(self, bundle: Bundle, threads: int = 0) -> None:
+    def __init__(self, bundle: Bundle, threads: int = 0, int8_kernels: str = "auto") -> None:
         _global_pool(threads)
         self.bundle = bundle
+        # kernels: "int8" or "fp32", and why (ListModels and the start-up log say it)
+        self.kernels, self.kernels_reason = int8.choose(
+            int8_kernels, bundle.manifest.get("quantization", "none"), int8.int8_dot_products())
         ids = bundle.manifest["special_ids"]
         self.bos_id, self.eos_id = ids["bos"], ids["eos"]
         self.state_names = list(bundle.manifest["decoder_state"])
@@ -69,7 +75,10 @@ class OnnxEngine(RecurrentState):
     def _session(self, spec: dict) -> ort.InferenceSession:
         path = self.bundle.file(spec["file"])
         try:
-            session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+            graph = str(path)
+            if self.kernels == "fp32" and self.bundle.manifest.get("quantization") == "int8":
+                graph = int8.dequantize(onnx.load(graph)).SerializeToString()
+            session = ort.InferenceSession(graph, session_options(), providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise BundleError(f"{path}: ONNX Runtime cannot load it ({e})") from None
         _check_signature(session, spec, str(path))

@@ -209,7 +209,8 @@ def test_metrics_after_a_known_sequence_of_calls_and_promtool_is_clean():
         assert srv.value("translator_inference_seconds_count", model=model, stage="tokenize") == 2  # options are checked first
         assert srv.value("translator_queue_wait_seconds_count", model=model, outcome="admitted") == 2
         assert srv.value("translator_model_info", model=model, source_language="de", target_language="en",
-                         quantization="none", parameters=str(srv.srv.models[model].bundle.manifest["parameters"])) == 1
+                         quantization="none", kernels="fp32",
+                         parameters=str(srv.srv.models[model].bundle.manifest["parameters"])) == 1
         from prometheus_client import generate_latest
         exposition = generate_latest(srv.metrics.registry)
         check = subprocess.run([str(PROMTOOL), "check", "metrics"], input=exposition, capture_output=True)

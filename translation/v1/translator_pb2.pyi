@@ -101,7 +101,7 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "source_language", "target_language", "source_vocab_size", "target_vocab_size", "quantization", "scores", "is_default", "parameters")
+    __slots__ = ("name", "source_language", "target_language", "source_vocab_size", "target_vocab_size", "quantization", "scores", "is_default", "parameters", "kernels")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     TARGET_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,7 @@ class ModelInfo(_message.Message):
     SCORES_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    KERNELS_FIELD_NUMBER: _ClassVar[int]
     name: str
     source_language: str
     target_language: str
@@ -120,7 +121,8 @@ class ModelInfo(_message.Message):
     scores: _containers.RepeatedCompositeFieldContainer[Score]
     is_default: bool
     parameters: int
-    def __init__(self, name: _Optional[str] = ..., source_language: _Optional[str] = ..., target_language: _Optional[str] = ..., source_vocab_size: _Optional[int] = ..., target_vocab_size: _Optional[int] = ..., quantization: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[Score, _Mapping]]] = ..., is_default: _Optional[bool] = ..., parameters: _Optional[int] = ...) -> None: ...
+    kernels: str
+    def __init__(self, name: _Optional[str] = ..., source_language: _Optional[str] = ..., target_language: _Optional[str] = ..., source_vocab_size: _Optional[int] = ..., target_vocab_size: _Optional[int] = ..., quantization: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[Score, _Mapping]]] = ..., is_default: _Optional[bool] = ..., parameters: _Optional[int] = ..., kernels: _Optional[str] = ...) -> None: ...
 
 class Score(_message.Message):
     __slots__ = ("decoding", "bleu", "chrf", "signature")

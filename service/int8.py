@@ -1,0 +1,66 @@
+"""Which kernels an int8 bundle runs with on this CPU.
+
+An `int8` bundle stores its matrices as MatMulNBits (8-bit blocks, `export/quantize.py`). With int8
+dot-product instructions (VNNI, AMX, Arm dot product) ONNX Runtime multiplies them as int8 and wins
+over fp32 (bench/engine_bench.py); without them it emulates those instructions and loses at batch
+32 and above. There the engine dequantizes the weights to fp32 MatMuls once, at load: the bundle
+stays small on disk, the model the same (same rounded weights), the speed that of fp32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from service.cpus import int8_dot_products  # noqa: F401  (engines ask through this module)
+
+CHOICES = ("auto", "int8", "fp32")
+
+
+def choose(setting: str, quantization: str, dot_products: str | None = None) -> tuple[str, str]:
+    """-> ("int8" | "fp32", why) for a bundle with this quantization under --int8-kernels."""
+    if setting not in CHOICES:
+        raise ValueError(f"--int8-kernels must be one of {', '.join(CHOICES)}, got {setting!r}")
+    if quantization != "int8":
+        return "fp32", f"{quantization} bundle"
+    if setting != "auto":
+        return setting, f"--int8-kernels {setting}"
+    if dot_products:
+        return "int8", f"int8 MatMulNBits on {dot_products}"
+    return "fp32", "weights dequantized to fp32 at load: this CPU has no int8 dot-product instructions"
+
+
+def dequantize(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace every 8-bit MatMulNBits by a MatMul over its dequantized fp32 weights."""
+    graph = model.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:  # scales stored in fp16 (export's store_half) reach the graph through a Cast
+        if node.op_type == "Cast" and node.input[0] in inits:
+            inits[node.output[0]] = inits[node.input[0]].astype(np.float32)
+    nodes, added = [], []
+    for node in graph.node:
+        if node.op_type != "MatMulNBits":
+            nodes.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("bits") != 8 or len(node.input) > 3 and node.input[3]:
+            raise ValueError(f"{node.name}: only symmetric 8-bit MatMulNBits can be dequantized")
+        k, n = attrs["K"], attrs["N"]
+        blocks = inits[node.input[1]].astype(np.float32) - 128.0  # (N, blocks, block), zero point 128
+        scales = inits[node.input[2]].astype(np.float32).reshape(n, -1, 1)
+        weight = (blocks * scales).reshape(n, -1)[:, :k].T.copy()  # (K, N)
+        name = node.input[1] + "_fp32"
+        added.append(numpy_helper.from_array(weight, name))
+        nodes.append(helper.make_node("MatMul", [node.input[0], name], list(node.output), name=node.name + "_fp32"))
+        if len(node.input) > 5 and node.input[5]:  # bias input
+            raise ValueError(f"{node.name}: MatMulNBits with a bias input is not supported")
+    used = {i for node in nodes for i in node.input}
+    nodes = [n for n in nodes if n.op_type != "Cast" or any(o in used for o in n.output)]
+    used = {i for node in nodes for i in node.input}
+    keep = [i for i in graph.initializer if i.name in used] + added
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    return model
