@@ -154,7 +154,20 @@ def engines() -> str:
     return "\n".join(lines) + "\n\n" + _source(r)
 
 
-TABLES = {"serve": serve, "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
+def shortlist() -> str:
+    r = _load("shortlist")
+    lines = [f"| shortlist (frequent x per source token) | candidates per sentence | union per batch of {r['batch']} "
+             f"(of {r['vocabulary']}) | decoding | sentences/s full -> shortlist | speed | BLEU full -> shortlist "
+             "| identical to full |", "|---|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        for name, c in row["configs"].items():
+            lines.append(f"| {row['size']} | {row['candidates_per_sentence']:.0f} | {row['union_per_batch']:.0f} | {name} "
+                         f"| {c['full']:.1f} -> {c['shortlist']:.1f} | {c['speedup']:.2f}x "
+                         f"| {c['bleu_full']:.2f} -> {c['bleu_shortlist']:.2f} | {c['identical']:.1%} |")
+    return "\n".join(lines) + "\n\n" + _source(r)
+
+
+TABLES = {"shortlist": shortlist, "serve": serve, "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
 
 
 def render(text: str) -> str:

@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-log-prob-diff", type=float, default=1e-3, help="tolerance on a hypothesis' log-prob")
     p.add_argument("--max-bleu-loss", type=float, default=0.5, help="quantized bundles: allowed BLEU loss")
     p.add_argument("--max-length", type=int, default=100)
+    p.add_argument("--shortlist-corpus", nargs=2, metavar=("SRC", "TGT"),
+                   help="parallel training text for the vocabulary shortlist (default: Multi30k train "
+                        "when present; the bundle has no shortlist without one)")
+    p.add_argument("--shortlist-size", nargs=2, type=int, metavar=("FREQUENT", "PER_TOKEN"), default=(100, 50),
+                   help="target tokens every sentence may produce, and candidates per source token")
+    p.add_argument("--no-shortlist", action="store_true", help="write no vocabulary shortlist")
     args = p.parse_args(argv)
 
     from nmt.bundle import load_bundle
@@ -66,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.fp32_weights:
         for path in graphs.values():
             store_half(path)
-    bundle_writer.write(work, name, ckpt, model, args.quantize, "float32" if args.fp32_weights else "float16", OPSET)
+    shortlist = None if args.no_shortlist else _shortlist(args, langs, src_tok, tgt_tok, work, read_lines)
+    bundle_writer.write(work, name, ckpt, model, args.quantize, "float32" if args.fp32_weights else "float16", OPSET,
+                        shortlist)
 
     # -- checks -------------------------------------------------------------------------
     sources, refs, where = _verification_set(args, langs, read_lines)
@@ -85,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         onnx_scores = _scores(onnx_engine, src_ids, refs, tgt_tok, args.max_length)
         report["bleu_greedy_onnx"] = onnx_scores["bleu"]
         report["bleu_greedy_torch"] = _scores(torch_engine, src_ids, refs, tgt_tok, args.max_length)["bleu"]
+    if onnx_engine.shortlist is not None:
+        report["shortlist"] = _shortlist_check(onnx_engine, src_ids, refs, tgt_tok, args.max_length)
     _print_report(report)
     failures = []
     par = report["parity_greedy"]
@@ -113,6 +123,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _shortlist(args, langs, src_tok, tgt_tok, work: Path, read_lines) -> dict | None:
+    """Build the vocabulary shortlist from the training corpus into work/shortlist.npz."""
+    from nmt.protect import PLACEHOLDERS
+    from nmt.shortlist import build
+    from nmt.tokenizer import EOS_ID
+
+    if args.shortlist_corpus:
+        src, tgt = map(Path, args.shortlist_corpus)
+    else:
+        src, tgt = (MULTI30K / f"train.{langs.get(side)}.gz" for side in ("source", "target"))
+        if not (src.exists() and tgt.exists()):
+            print("no shortlist: no training corpus found (--shortlist-corpus)")
+            return None
+    frequent, per_token = args.shortlist_size
+    pieces = lambda tok: [tok.sp.id_to_piece(i) for i in range(len(tok))]  # noqa: E731
+    always = [EOS_ID] + [tgt_tok.sp.piece_to_id(p) for p in PLACEHOLDERS if tgt_tok.sp.piece_to_id(p) > 0]
+    table = build(src_tok.encode_batch(read_lines(src)), tgt_tok.encode_batch(read_lines(tgt)),
+                  pieces(src_tok), pieces(tgt_tok), always, frequent, per_token)
+    table.save(work / "shortlist.npz")
+    return {"file": "shortlist.npz", "frequent": frequent, "per_token": per_token, "scoring": "dice",
+            "corpus": [src.name, tgt.name]}
+
+
 def _verification_set(args, langs, read_lines):
     if args.verify_src:
         return read_lines(args.verify_src), read_lines(args.verify_ref) if args.verify_ref else None, args.verify_src
@@ -121,6 +154,23 @@ def _verification_set(args, langs, read_lines):
     if src.exists() and ref.exists():
         return read_lines(src), read_lines(ref), "Multi30k test_2016_flickr"
     return None, None, "made-up subword sequences (no test set found)"
+
+
+def _shortlist_check(engine, src_ids, refs, tgt_tok, max_length) -> dict:
+    """Greedy with the shortlist vs the full vocabulary: identical outputs, BLEU of each."""
+    import sacrebleu
+
+    from nmt.search import SearchOptions, translate_batch
+
+    outputs = {}
+    for use in (False, True):
+        hyps = translate_batch(engine, src_ids, SearchOptions(max_length=max_length, use_shortlist=use))
+        outputs[use] = [h[0].token_ids if h else [] for h in hyps]
+    same = sum(a == b for a, b in zip(outputs[False], outputs[True]))
+    result = {"sentences": len(src_ids), "identical": same / max(1, len(src_ids))}
+    if refs:
+        result["bleu_greedy"] = round(sacrebleu.corpus_bleu(tgt_tok.decode_batch(outputs[True]), [refs]).score, 2)
+    return result
 
 
 def _scores(engine, src_ids, refs, tgt_tok, max_length) -> dict:
@@ -144,6 +194,10 @@ def _print_report(report: dict) -> None:
     print(f"  batch invariance (alone vs batch of {inv['batch']}): {inv['identical']:.2%} identical of {inv['sentences']}")
     if "bleu_greedy_onnx" in report:
         print(f"  greedy BLEU: ONNX {report['bleu_greedy_onnx']}, PyTorch {report['bleu_greedy_torch']}")
+    if "shortlist" in report:
+        sl = report["shortlist"]
+        print(f"  vocabulary shortlist: {sl['identical']:.2%} identical to the full vocabulary"
+              + (f", greedy BLEU {sl['bleu_greedy']}" if "bleu_greedy" in sl else ""))
     sys.stdout.flush()
 
 

@@ -20,7 +20,8 @@ def _signature(path: Path) -> dict:
     return {"file": path.name, "inputs": io(graph.input), "outputs": io(graph.output)}
 
 
-def write(directory: Path, name: str, ckpt: dict, model, quantization: str, storage: str, opset: int) -> dict:
+def write(directory: Path, name: str, ckpt: dict, model, quantization: str, storage: str, opset: int,
+          shortlist: dict | None = None) -> dict:
     from training.onnx_names import decoder_state_names
 
     files = sorted(p.name for p in directory.iterdir() if p.name != MANIFEST)
@@ -41,6 +42,7 @@ def write(directory: Path, name: str, ckpt: dict, model, quantization: str, stor
                    "decoder": _signature(directory / "decoder.onnx")},
         "quantization": quantization,
         "weights_storage": storage,
+        "shortlist": shortlist,  # nmt/shortlist.py; used by requests that ask (use_shortlist)
         "training": {"step": ckpt.get("step"), "data": ckpt.get("data", {}),
                      "config": ckpt.get("training_config", {})},
         "scores": metrics.get("test", {}),

@@ -3,7 +3,9 @@
 An engine computes, and owns the layout of its state; the search owns everything else (beam
 bookkeeping, which rows live, options). The contract, after CTranslate2's decoder:
 
-- ``encode(src_ids int64 (B, S), src_lengths int64 (B,)) -> State``
+- ``encode(src_ids int64 (B, S), src_lengths int64 (B,), shortlist bool (B,) | None) -> State``;
+  ``shortlist``: restrict these sentences' output to their vocabulary shortlist (engines without
+  one ignore it; the search passes it only when some request asks)
 - ``step(prev_ids int64 (N,), state, k) -> (top_log_probs float32 (N, k), top_ids int64 (N, k),
   attention float32 (N, S), new_state)``: one decoder step, returning only the k best tokens of
   each row (sorting the whole vocabulary in numpy costs as much as the step itself).
@@ -32,7 +34,8 @@ class Engine(Protocol):
     bos_id: int
     eos_id: int
 
-    def encode(self, src_ids: np.ndarray, src_lengths: np.ndarray) -> State: ...
+    def encode(self, src_ids: np.ndarray, src_lengths: np.ndarray,
+               shortlist: np.ndarray | None = None) -> State: ...
 
     def step(self, prev_ids: np.ndarray, state: State, k: int
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, State]: ...
@@ -49,13 +52,16 @@ class Engine(Protocol):
 class RecurrentState:
     """State layout of the attention RNN engines: fixed-size decoder entries per row, plus
     source-side entries (`SOURCE_KEYS`: encoder memory, projected keys, mask) with the source
-    position on axis 1, padded with zeros (mask False: no attention) when rows are merged."""
+    position on axis 1, padded with zeros (mask False: no attention) when rows are merged, and
+    optionally `vocab` (rows, target vocabulary) bool, the row's shortlist. Both are per sentence:
+    re-parenting beams within their requests leaves them where they are (the same arrays)."""
 
     SOURCE_KEYS = ("memory", "keys", "mask")
+    SENTENCE_KEYS = SOURCE_KEYS + ("vocab",)
 
     def reorder(self, state: State, rows: np.ndarray, decoder_only: bool = False) -> State:
         if decoder_only:  # beams re-parented within their own requests: the source rows are the same
-            return {n: (v if n in self.SOURCE_KEYS else v[rows]) for n, v in state.items()}
+            return {n: (v if n in self.SENTENCE_KEYS else v[rows]) for n, v in state.items()}
         return {n: v[rows] for n, v in state.items()}
 
     def source_width(self, state: State) -> int:
@@ -68,6 +74,10 @@ class RecurrentState:
         if len(states) == 1:
             return states[0]
         width = max(self.source_width(s) for s in states)
+        vocab = next((s["vocab"] for s in states if "vocab" in s), None)
+        if vocab is not None:  # rows without a shortlist may produce every token
+            states = [s if "vocab" in s else {**s, "vocab": np.ones((len(s["mask"]), vocab.shape[1]), bool)}
+                      for s in states]
         merged: State = {}
         for name in states[0]:
             parts = []

@@ -51,6 +51,7 @@ class SearchOptions:
     no_repeat_ngram_size: int = 0  # 0: off
     repetition_penalty: float = 1.0  # 1: off
     coverage_penalty: float = 0.0  # beta of the GNMT coverage penalty; 0: off
+    use_shortlist: bool = False  # engines with a vocabulary shortlist restrict the output to it
 
     def length_limit(self, src_length: int) -> int:
         """The most tokens this request may generate for a source of `src_length` tokens (never
@@ -163,7 +164,9 @@ class BatchSearch:
         if not requests:
             return
         ids, lengths = pad_batch([r.src_ids for r in requests])
-        self._add(requests, self.engine.encode(ids, lengths))
+        short = np.array([r.options.use_shortlist for r in requests])
+        state = self.engine.encode(ids, lengths, short) if short.any() else self.engine.encode(ids, lengths)
+        self._add(requests, state)
 
     def _slots_for(self, count: int) -> np.ndarray:
         """Free slots for `count` new requests; the per-slot arrays double when none are left."""

@@ -94,7 +94,8 @@ class TranslatorClient:
         """Translate texts (each may hold several sentences) in one call. Options, keyword only:
         beam_size, num_hypotheses, length_penalty, max_output_tokens, min_output_tokens,
         return_attention, max_length_factor, no_repeat_ngram_size, repetition_penalty,
-        coverage_penalty; left out (or 0 for the first five) they take the server's defaults."""
+        coverage_penalty, use_shortlist; left out (or 0 for the first five) they take the server's
+        defaults."""
         request = self._request(texts, model, options)
         response = self.stub.Translate(request, timeout=timeout or self.timeout, metadata=self.metadata)
         return [_translation(t) for t in response.translations]
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-repeat-ngram", type=int, help="no n-gram of this size twice (0: off)")
     p.add_argument("--repetition-penalty", type=float, help="> 1 discourages repeated tokens")
     p.add_argument("--coverage-penalty", type=float, help="beam search: prefer translations covering every word")
+    p.add_argument("--shortlist", action=argparse.BooleanOptionalAction, default=None,
+                   help="restrict output to the model's vocabulary shortlist (default: the server's)")
     p.add_argument("--attention", action="store_true", help="print the attention matrix as a terminal heatmap")
     p.add_argument("--plot", metavar="PNG", help="save the attention heatmap of the first text (needs matplotlib)")
     p.add_argument("--file", help="read texts from this file, one per line")
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         options = dict(beam_size=args.beam, num_hypotheses=args.n_best, max_length_factor=args.length_factor,
                        no_repeat_ngram_size=args.no_repeat_ngram, repetition_penalty=args.repetition_penalty,
-                       coverage_penalty=args.coverage_penalty)
+                       coverage_penalty=args.coverage_penalty, use_shortlist=args.shortlist)
         if args.texts:
             results = client.translate(args.texts, model=args.model, return_attention=want_attention, **options)
             _show(results, args)

@@ -8,6 +8,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+def _flag(value: str) -> bool:
+    """A boolean flag value: 1/0, true/false, yes/no, on/off."""
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not 1/0, true/false, yes/no or on/off")
+
+
+_flag.__name__ = "boolean"
 DEMO_BUNDLE = str(Path(__file__).resolve().parents[1] / "models" / "demo-de-en")
 
 
@@ -36,6 +47,7 @@ class Defaults:
     no_repeat_ngram_size: int = 0
     repetition_penalty: float = 1.0
     coverage_penalty: float = 0.0
+    use_shortlist: bool = False  # off: with the demo's 8,000-token vocabulary it did not earn it (README)
 
 
 @dataclass
@@ -105,6 +117,8 @@ FLAGS = [
     ("default-no-repeat-ngram-size", "defaults", "no_repeat_ngram_size", int, "no n-gram twice (0: off), when unset"),
     ("default-repetition-penalty", "defaults", "repetition_penalty", float, "repetition penalty (1: off), when unset"),
     ("default-coverage-penalty", "defaults", "coverage_penalty", float, "beam coverage penalty (0: off), when unset"),
+    ("default-use-shortlist", "defaults", "use_shortlist", _flag,
+     "restrict output to the bundle's vocabulary shortlist (1/0), when unset"),
 ]
 
 

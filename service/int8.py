@@ -31,36 +31,50 @@ def choose(setting: str, quantization: str, dot_products: str | None = None) -> 
     return "fp32", "weights dequantized to fp32 at load: this CPU has no int8 dot-product instructions"
 
 
+def constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """Initializers by name, plus the fp32 values of Casts of initializers (export stores large
+    tensors in fp16 and casts them back at load)."""
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Cast" and node.input[0] in values:
+            values[node.output[0]] = values[node.input[0]].astype(np.float32)
+    return values
+
+
+def nbits_weight(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> np.ndarray:
+    """The fp32 (K, N) weight of a symmetric 8-bit MatMulNBits node."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if attrs.get("bits") != 8 or len(node.input) > 3 and any(node.input[3:]):
+        raise ValueError(f"{node.name}: only symmetric 8-bit MatMulNBits without bias can be dequantized")
+    k, n = attrs["K"], attrs["N"]
+    blocks = values[node.input[1]].astype(np.float32) - 128.0  # (N, blocks, block), zero point 128
+    scales = values[node.input[2]].astype(np.float32).reshape(n, -1, 1)
+    return (blocks * scales).reshape(n, -1)[:, :k].T.copy()
+
+
+def replace_nodes(graph: onnx.GraphProto, nodes: list, initializers: list) -> None:
+    """Give the graph these nodes and added initializers; drop what nothing reads any more."""
+    used = {i for node in nodes for i in node.input}
+    nodes = [n for n in nodes if n.op_type != "Cast" or any(o in used for o in n.output)]
+    used = {i for node in nodes for i in node.input}
+    keep = [i for i in graph.initializer if i.name in used] + initializers
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+
+
 def dequantize(model: onnx.ModelProto) -> onnx.ModelProto:
     """Replace every 8-bit MatMulNBits by a MatMul over its dequantized fp32 weights."""
     graph = model.graph
-    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    for node in graph.node:  # scales stored in fp16 (export's store_half) reach the graph through a Cast
-        if node.op_type == "Cast" and node.input[0] in inits:
-            inits[node.output[0]] = inits[node.input[0]].astype(np.float32)
+    values = constants(graph)
     nodes, added = [], []
     for node in graph.node:
         if node.op_type != "MatMulNBits":
             nodes.append(node)
             continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if attrs.get("bits") != 8 or len(node.input) > 3 and node.input[3]:
-            raise ValueError(f"{node.name}: only symmetric 8-bit MatMulNBits can be dequantized")
-        k, n = attrs["K"], attrs["N"]
-        blocks = inits[node.input[1]].astype(np.float32) - 128.0  # (N, blocks, block), zero point 128
-        scales = inits[node.input[2]].astype(np.float32).reshape(n, -1, 1)
-        weight = (blocks * scales).reshape(n, -1)[:, :k].T.copy()  # (K, N)
         name = node.input[1] + "_fp32"
-        added.append(numpy_helper.from_array(weight, name))
+        added.append(numpy_helper.from_array(nbits_weight(node, values), name))
         nodes.append(helper.make_node("MatMul", [node.input[0], name], list(node.output), name=node.name + "_fp32"))
-        if len(node.input) > 5 and node.input[5]:  # bias input
-            raise ValueError(f"{node.name}: MatMulNBits with a bias input is not supported")
-    used = {i for node in nodes for i in node.input}
-    nodes = [n for n in nodes if n.op_type != "Cast" or any(o in used for o in n.output)]
-    used = {i for node in nodes for i in node.input}
-    keep = [i for i in graph.initializer if i.name in used] + added
-    del graph.node[:]
-    graph.node.extend(nodes)
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
+    replace_nodes(graph, nodes, added)
     return model

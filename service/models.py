@@ -43,7 +43,8 @@ class Model:
                             source_vocab_size=len(self.source), target_vocab_size=len(self.target),
                             quantization=m.get("quantization", "none"), scores=scores,
                             is_default=is_default, parameters=m.get("parameters", 0),
-                            kernels=f"{self.engine.kernels}: {self.engine.kernels_reason}")
+                            kernels=f"{self.engine.kernels}: {self.engine.kernels_reason}",
+                            has_shortlist=self.engine.shortlist is not None)
 
 
 def text_processor(bundle: Bundle, source: Tokenizer, target: Tokenizer) -> TextProcessor:

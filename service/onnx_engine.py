@@ -21,7 +21,9 @@ import onnxruntime as ort
 
 from nmt.bundle import Bundle, BundleError
 from nmt.engine import RecurrentState, State
+from nmt.shortlist import Shortlist
 from service import int8
+from service.shortlist_graph import shortlist_decoder
 
 _pool_lock = threading.Lock()
 _pool_threads: int | None = None
@@ -71,29 +73,86 @@ class OnnxEngine(RecurrentState):
         self.decoder = self._session(graphs["decoder"])
         self.encoder_outputs = [o["name"] for o in graphs["encoder"]["outputs"]]
         self.decoder_outputs = [o["name"] for o in graphs["decoder"]["outputs"]]
+        self.shortlist: Shortlist | None = None
+        self._vocab_key: np.ndarray | None = None  # the `vocab` state entry the cache below is for
+        self._vocab_feed: dict[str, np.ndarray] | None = None
+        self._vocab_ids = np.zeros(0, np.int64)
+        spec = bundle.manifest.get("shortlist")
+        if spec:
+            self.set_shortlist(Shortlist.load(bundle.file(spec["file"])))
+
+    def set_shortlist(self, shortlist: Shortlist) -> None:
+        """Use this shortlist for the sentences that ask for one (the bundle's, or a bench's)."""
+        arch = self.bundle.manifest["architecture"]
+        try:
+            shortlist.check(int(arch["src_vocab_size"]), self.vocab_size)
+        except ValueError as e:
+            raise BundleError(f"{self.bundle.path}: {e}") from None
+        if not hasattr(self, "shortlist_decoder"):
+            model = self._graph(self.bundle.manifest["graphs"]["decoder"])
+            model = model if isinstance(model, onnx.ModelProto) else onnx.load(model)
+            model, self._out_weight, self._out_bias = shortlist_decoder(model)
+            self.shortlist_decoder = ort.InferenceSession(model.SerializeToString(), session_options(),
+                                                          providers=["CPUExecutionProvider"])
+        self.shortlist = shortlist
+        self._vocab_key = None
 
     def _session(self, spec: dict) -> ort.InferenceSession:
         path = self.bundle.file(spec["file"])
         try:
-            graph = str(path)
-            if self.kernels == "fp32" and self.bundle.manifest.get("quantization") == "int8":
-                graph = int8.dequantize(onnx.load(graph)).SerializeToString()
+            graph = self._graph(spec)
+            if isinstance(graph, onnx.ModelProto):
+                graph = graph.SerializeToString()
             session = ort.InferenceSession(graph, session_options(), providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise BundleError(f"{path}: ONNX Runtime cannot load it ({e})") from None
         _check_signature(session, spec, str(path))
         return session
 
-    def encode(self, src_ids: np.ndarray, src_lengths: np.ndarray) -> State:
+    def _graph(self, spec: dict) -> onnx.ModelProto | str:
+        """A graph of the bundle as this engine runs it: its path, or the dequantized model."""
+        path = str(self.bundle.file(spec["file"]))
+        if self.kernels == "fp32" and self.bundle.manifest.get("quantization") == "int8":
+            return int8.dequantize(onnx.load(path))
+        return path
+
+    def encode(self, src_ids: np.ndarray, src_lengths: np.ndarray,
+               shortlist: np.ndarray | None = None) -> State:
         outputs = self.encoder.run(None, {"src_ids": src_ids.astype(np.int64, copy=False),
                                           "src_lengths": src_lengths.astype(np.int64, copy=False)})
-        return dict(zip(self.encoder_outputs, outputs))
+        state = dict(zip(self.encoder_outputs, outputs))
+        if self.shortlist is not None and shortlist is not None:
+            state["vocab"] = self.shortlist.rows(src_ids, src_lengths)
+            state["vocab"][~np.asarray(shortlist, bool)] = True  # these sentences: every token
+        return state
 
     def step(self, prev_ids: np.ndarray, state: State, k: int):
         feed = {name: state[name] for name in self.state_names + list(self.SOURCE_KEYS)}
         feed["prev_ids"] = prev_ids.astype(np.int64, copy=False)
-        feed["k"] = np.array([min(k, self.vocab_size)], np.int64)  # TopK fails for k > vocabulary
-        out = dict(zip(self.decoder_outputs, self.decoder.run(None, feed)))
+        vocab_feed = self._vocab_inputs(state["vocab"]) if "vocab" in state else None
+        if vocab_feed is None:
+            feed["k"] = np.array([min(k, self.vocab_size)], np.int64)  # TopK fails for k > vocabulary
+            out = dict(zip(self.decoder_outputs, self.decoder.run(None, feed)))
+            top_ids = out["top_ids"]
+        else:
+            feed.update(vocab_feed)
+            feed["k"] = np.array([min(k, len(self._vocab_ids))], np.int64)
+            out = dict(zip(self.decoder_outputs, self.shortlist_decoder.run(None, feed)))
+            top_ids = self._vocab_ids[out["top_ids"]]
         new = {name: out[f"{name}_out"] for name in self.state_names}
-        new.update({name: state[name] for name in self.SOURCE_KEYS})
-        return out["top_log_probs"], out["top_ids"], out["attention"], new
+        new.update({name: state[name] for name in self.SENTENCE_KEYS if name in state})
+        return out["top_log_probs"], top_ids, out["attention"], new
+
+    def _vocab_inputs(self, vocab: np.ndarray) -> dict[str, np.ndarray] | None:
+        """The output layer's rows for the union of the rows' shortlists, and each row's mask; None
+        when every row may produce every token. Computed again only when the rows change (the
+        state's `vocab` array is then a new one)."""
+        if vocab is not self._vocab_key:
+            self._vocab_key = vocab
+            self._vocab_feed = None
+            if not vocab.all():
+                ids = np.flatnonzero(vocab.any(axis=0))
+                self._vocab_ids = ids
+                self._vocab_feed = {"vocab_weight": self._out_weight[ids], "vocab_bias": self._out_bias[ids],
+                                    "vocab_mask": np.where(vocab[:, ids], 0.0, -np.inf).astype(np.float32)}
+        return self._vocab_feed

@@ -51,7 +51,7 @@ def search_options(options, defaults: Defaults, limits: Limits) -> SearchOptions
                          min_length=options.min_output_tokens, max_length=max_out,
                          return_attention=options.return_attention, max_length_factor=factor,
                          no_repeat_ngram_size=ngram, repetition_penalty=repetition,
-                         coverage_penalty=coverage)
+                         coverage_penalty=coverage, use_shortlist=given("use_shortlist"))
 
 
 def check_texts(texts, limits: Limits) -> None:

@@ -21,7 +21,8 @@ class TorchEngine(RecurrentState):
         self.device = next(model.parameters()).device
 
     @torch.inference_mode()
-    def encode(self, src_ids: np.ndarray, src_lengths: np.ndarray) -> dict[str, np.ndarray]:
+    def encode(self, src_ids: np.ndarray, src_lengths: np.ndarray,
+               shortlist: np.ndarray | None = None) -> dict[str, np.ndarray]:  # no shortlist here
         self.model.eval()
         state = self.model.encode(self._tensor(src_ids), self._tensor(src_lengths), self.packed)
         return {k: v.cpu().numpy() for k, v in state.items()}

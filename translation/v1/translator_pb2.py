@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftranslation/v1/translator.proto\x12\x0etranslation.v1\"b\n\x10TranslateRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x30\n\x07options\x18\x03 \x01(\x0b\x32\x1f.translation.v1.DecodingOptions\"\x9a\x03\n\x0f\x44\x65\x63odingOptions\x12\x11\n\tbeam_size\x18\x01 \x01(\r\x12\x16\n\x0enum_hypotheses\x18\x02 \x01(\r\x12\x1b\n\x0elength_penalty\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x19\n\x11max_output_tokens\x18\x04 \x01(\r\x12\x18\n\x10return_attention\x18\x05 \x01(\x08\x12\x19\n\x11min_output_tokens\x18\x06 \x01(\r\x12\x1e\n\x11max_length_factor\x18\x07 \x01(\x02H\x01\x88\x01\x01\x12!\n\x14no_repeat_ngram_size\x18\x08 \x01(\rH\x02\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\t \x01(\x02H\x03\x88\x01\x01\x12\x1d\n\x10\x63overage_penalty\x18\n \x01(\x02H\x04\x88\x01\x01\x42\x11\n\x0f_length_penaltyB\x14\n\x12_max_length_factorB\x17\n\x15_no_repeat_ngram_sizeB\x15\n\x13_repetition_penaltyB\x13\n\x11_coverage_penalty\"U\n\x11TranslateResponse\x12\x31\n\x0ctranslations\x18\x01 \x03(\x0b\x32\x1b.translation.v1.Translation\x12\r\n\x05model\x18\x02 \x01(\t\"\x81\x01\n\x0bTranslation\x12.\n\nhypotheses\x18\x01 \x03(\x0b\x32\x1a.translation.v1.Hypothesis\x12\x15\n\rsource_tokens\x18\x02 \x03(\t\x12+\n\tsentences\x18\x03 \x03(\x0b\x32\x18.translation.v1.Sentence\"{\n\x08Sentence\x12\x14\n\x0csource_start\x18\x01 \x01(\r\x12\x12\n\nsource_end\x18\x02 \x01(\r\x12\x15\n\rsource_tokens\x18\x03 \x03(\t\x12.\n\nhypotheses\x18\x04 \x03(\x0b\x32\x1a.translation.v1.Hypothesis\"|\n\nHypothesis\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0e\n\x06tokens\x18\x03 \x03(\t\x12/\n\tattention\x18\x04 \x03(\x0b\x32\x1c.translation.v1.AttentionRow\x12\x10\n\x08log_prob\x18\x05 \x01(\x02\"\x1f\n\x0c\x41ttentionRow\x12\x0f\n\x07weights\x18\x01 \x03(\x02\"\x13\n\x11ListModelsRequest\"?\n\x12ListModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.translation.v1.ModelInfo\"\xf7\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0fsource_language\x18\x02 \x01(\t\x12\x17\n\x0ftarget_language\x18\x03 \x01(\t\x12\x19\n\x11source_vocab_size\x18\x04 \x01(\r\x12\x19\n\x11target_vocab_size\x18\x05 \x01(\r\x12\x14\n\x0cquantization\x18\x06 \x01(\t\x12%\n\x06scores\x18\x07 \x03(\x0b\x32\x15.translation.v1.Score\x12\x12\n\nis_default\x18\x08 \x01(\x08\x12\x12\n\nparameters\x18\t \x01(\x04\x12\x0f\n\x07kernels\x18\n \x01(\t\"H\n\x05Score\x12\x10\n\x08\x64\x65\x63oding\x18\x01 \x01(\t\x12\x0c\n\x04\x62leu\x18\x02 \x01(\x02\x12\x0c\n\x04\x63hrf\x18\x03 \x01(\x02\x12\x11\n\tsignature\x18\x04 \x01(\t2\x8f\x02\n\nTranslator\x12P\n\tTranslate\x12 .translation.v1.TranslateRequest\x1a!.translation.v1.TranslateResponse\x12Z\n\x0fTranslateStream\x12 .translation.v1.TranslateRequest\x1a!.translation.v1.TranslateResponse(\x01\x30\x01\x12S\n\nListModels\x12!.translation.v1.ListModelsRequest\x1a\".translation.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftranslation/v1/translator.proto\x12\x0etranslation.v1\"b\n\x10TranslateRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x30\n\x07options\x18\x03 \x01(\x0b\x32\x1f.translation.v1.DecodingOptions\"\xc8\x03\n\x0f\x44\x65\x63odingOptions\x12\x11\n\tbeam_size\x18\x01 \x01(\r\x12\x16\n\x0enum_hypotheses\x18\x02 \x01(\r\x12\x1b\n\x0elength_penalty\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x19\n\x11max_output_tokens\x18\x04 \x01(\r\x12\x18\n\x10return_attention\x18\x05 \x01(\x08\x12\x19\n\x11min_output_tokens\x18\x06 \x01(\r\x12\x1e\n\x11max_length_factor\x18\x07 \x01(\x02H\x01\x88\x01\x01\x12!\n\x14no_repeat_ngram_size\x18\x08 \x01(\rH\x02\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\t \x01(\x02H\x03\x88\x01\x01\x12\x1d\n\x10\x63overage_penalty\x18\n \x01(\x02H\x04\x88\x01\x01\x12\x1a\n\ruse_shortlist\x18\x0b \x01(\x08H\x05\x88\x01\x01\x42\x11\n\x0f_length_penaltyB\x14\n\x12_max_length_factorB\x17\n\x15_no_repeat_ngram_sizeB\x15\n\x13_repetition_penaltyB\x13\n\x11_coverage_penaltyB\x10\n\x0e_use_shortlist\"U\n\x11TranslateResponse\x12\x31\n\x0ctranslations\x18\x01 \x03(\x0b\x32\x1b.translation.v1.Translation\x12\r\n\x05model\x18\x02 \x01(\t\"\x81\x01\n\x0bTranslation\x12.\n\nhypotheses\x18\x01 \x03(\x0b\x32\x1a.translation.v1.Hypothesis\x12\x15\n\rsource_tokens\x18\x02 \x03(\t\x12+\n\tsentences\x18\x03 \x03(\x0b\x32\x18.translation.v1.Sentence\"{\n\x08Sentence\x12\x14\n\x0csource_start\x18\x01 \x01(\r\x12\x12\n\nsource_end\x18\x02 \x01(\r\x12\x15\n\rsource_tokens\x18\x03 \x03(\t\x12.\n\nhypotheses\x18\x04 \x03(\x0b\x32\x1a.translation.v1.Hypothesis\"|\n\nHypothesis\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0e\n\x06tokens\x18\x03 \x03(\t\x12/\n\tattention\x18\x04 \x03(\x0b\x32\x1c.translation.v1.AttentionRow\x12\x10\n\x08log_prob\x18\x05 \x01(\x02\"\x1f\n\x0c\x41ttentionRow\x12\x0f\n\x07weights\x18\x01 \x03(\x02\"\x13\n\x11ListModelsRequest\"?\n\x12ListModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.translation.v1.ModelInfo\"\x8e\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0fsource_language\x18\x02 \x01(\t\x12\x17\n\x0ftarget_language\x18\x03 \x01(\t\x12\x19\n\x11source_vocab_size\x18\x04 \x01(\r\x12\x19\n\x11target_vocab_size\x18\x05 \x01(\r\x12\x14\n\x0cquantization\x18\x06 \x01(\t\x12%\n\x06scores\x18\x07 \x03(\x0b\x32\x15.translation.v1.Score\x12\x12\n\nis_default\x18\x08 \x01(\x08\x12\x12\n\nparameters\x18\t \x01(\x04\x12\x0f\n\x07kernels\x18\n \x01(\t\x12\x15\n\rhas_shortlist\x18\x0b \x01(\x08\"H\n\x05Score\x12\x10\n\x08\x64\x65\x63oding\x18\x01 \x01(\t\x12\x0c\n\x04\x62leu\x18\x02 \x01(\x02\x12\x0c\n\x04\x63hrf\x18\x03 \x01(\x02\x12\x11\n\tsignature\x18\x04 \x01(\t2\x8f\x02\n\nTranslator\x12P\n\tTranslate\x12 .translation.v1.TranslateRequest\x1a!.translation.v1.TranslateResponse\x12Z\n\x0fTranslateStream\x12 .translation.v1.TranslateRequest\x1a!.translation.v1.TranslateResponse(\x01\x30\x01\x12S\n\nListModels\x12!.translation.v1.ListModelsRequest\x1a\".translation.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,25 +34,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRANSLATEREQUEST']._serialized_start=51
   _globals['_TRANSLATEREQUEST']._serialized_end=149
   _globals['_DECODINGOPTIONS']._serialized_start=152
-  _globals['_DECODINGOPTIONS']._serialized_end=562
-  _globals['_TRANSLATERESPONSE']._serialized_start=564
-  _globals['_TRANSLATERESPONSE']._serialized_end=649
-  _globals['_TRANSLATION']._serialized_start=652
-  _globals['_TRANSLATION']._serialized_end=781
-  _globals['_SENTENCE']._serialized_start=783
-  _globals['_SENTENCE']._serialized_end=906
-  _globals['_HYPOTHESIS']._serialized_start=908
-  _globals['_HYPOTHESIS']._serialized_end=1032
-  _globals['_ATTENTIONROW']._serialized_start=1034
-  _globals['_ATTENTIONROW']._serialized_end=1065
-  _globals['_LISTMODELSREQUEST']._serialized_start=1067
-  _globals['_LISTMODELSREQUEST']._serialized_end=1086
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1088
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1151
-  _globals['_MODELINFO']._serialized_start=1154
-  _globals['_MODELINFO']._serialized_end=1401
-  _globals['_SCORE']._serialized_start=1403
-  _globals['_SCORE']._serialized_end=1475
-  _globals['_TRANSLATOR']._serialized_start=1478
-  _globals['_TRANSLATOR']._serialized_end=1749
+  _globals['_DECODINGOPTIONS']._serialized_end=608
+  _globals['_TRANSLATERESPONSE']._serialized_start=610
+  _globals['_TRANSLATERESPONSE']._serialized_end=695
+  _globals['_TRANSLATION']._serialized_start=698
+  _globals['_TRANSLATION']._serialized_end=827
+  _globals['_SENTENCE']._serialized_start=829
+  _globals['_SENTENCE']._serialized_end=952
+  _globals['_HYPOTHESIS']._serialized_start=954
+  _globals['_HYPOTHESIS']._serialized_end=1078
+  _globals['_ATTENTIONROW']._serialized_start=1080
+  _globals['_ATTENTIONROW']._serialized_end=1111
+  _globals['_LISTMODELSREQUEST']._serialized_start=1113
+  _globals['_LISTMODELSREQUEST']._serialized_end=1132
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1134
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1197
+  _globals['_MODELINFO']._serialized_start=1200
+  _globals['_MODELINFO']._serialized_end=1470
+  _globals['_SCORE']._serialized_start=1472
+  _globals['_SCORE']._serialized_end=1544
+  _globals['_TRANSLATOR']._serialized_start=1547
+  _globals['_TRANSLATOR']._serialized_end=1818
 # @@protoc_insertion_point(module_scope)

@@ -17,7 +17,7 @@ class TranslateRequest(_message.Message):
     def __init__(self, texts: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., options: _Optional[_Union[DecodingOptions, _Mapping]] = ...) -> None: ...
 
 class DecodingOptions(_message.Message):
-    __slots__ = ("beam_size", "num_hypotheses", "length_penalty", "max_output_tokens", "return_attention", "min_output_tokens", "max_length_factor", "no_repeat_ngram_size", "repetition_penalty", "coverage_penalty")
+    __slots__ = ("beam_size", "num_hypotheses", "length_penalty", "max_output_tokens", "return_attention", "min_output_tokens", "max_length_factor", "no_repeat_ngram_size", "repetition_penalty", "coverage_penalty", "use_shortlist")
     BEAM_SIZE_FIELD_NUMBER: _ClassVar[int]
     NUM_HYPOTHESES_FIELD_NUMBER: _ClassVar[int]
     LENGTH_PENALTY_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,7 @@ class DecodingOptions(_message.Message):
     NO_REPEAT_NGRAM_SIZE_FIELD_NUMBER: _ClassVar[int]
     REPETITION_PENALTY_FIELD_NUMBER: _ClassVar[int]
     COVERAGE_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    USE_SHORTLIST_FIELD_NUMBER: _ClassVar[int]
     beam_size: int
     num_hypotheses: int
     length_penalty: float
@@ -38,7 +39,8 @@ class DecodingOptions(_message.Message):
     no_repeat_ngram_size: int
     repetition_penalty: float
     coverage_penalty: float
-    def __init__(self, beam_size: _Optional[int] = ..., num_hypotheses: _Optional[int] = ..., length_penalty: _Optional[float] = ..., max_output_tokens: _Optional[int] = ..., return_attention: _Optional[bool] = ..., min_output_tokens: _Optional[int] = ..., max_length_factor: _Optional[float] = ..., no_repeat_ngram_size: _Optional[int] = ..., repetition_penalty: _Optional[float] = ..., coverage_penalty: _Optional[float] = ...) -> None: ...
+    use_shortlist: bool
+    def __init__(self, beam_size: _Optional[int] = ..., num_hypotheses: _Optional[int] = ..., length_penalty: _Optional[float] = ..., max_output_tokens: _Optional[int] = ..., return_attention: _Optional[bool] = ..., min_output_tokens: _Optional[int] = ..., max_length_factor: _Optional[float] = ..., no_repeat_ngram_size: _Optional[int] = ..., repetition_penalty: _Optional[float] = ..., coverage_penalty: _Optional[float] = ..., use_shortlist: _Optional[bool] = ...) -> None: ...
 
 class TranslateResponse(_message.Message):
     __slots__ = ("translations", "model")
@@ -101,7 +103,7 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "source_language", "target_language", "source_vocab_size", "target_vocab_size", "quantization", "scores", "is_default", "parameters", "kernels")
+    __slots__ = ("name", "source_language", "target_language", "source_vocab_size", "target_vocab_size", "quantization", "scores", "is_default", "parameters", "kernels", "has_shortlist")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     TARGET_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +114,7 @@ class ModelInfo(_message.Message):
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     KERNELS_FIELD_NUMBER: _ClassVar[int]
+    HAS_SHORTLIST_FIELD_NUMBER: _ClassVar[int]
     name: str
     source_language: str
     target_language: str
@@ -122,7 +125,8 @@ class ModelInfo(_message.Message):
     is_default: bool
     parameters: int
     kernels: str
-    def __init__(self, name: _Optional[str] = ..., source_language: _Optional[str] = ..., target_language: _Optional[str] = ..., source_vocab_size: _Optional[int] = ..., target_vocab_size: _Optional[int] = ..., quantization: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[Score, _Mapping]]] = ..., is_default: _Optional[bool] = ..., parameters: _Optional[int] = ..., kernels: _Optional[str] = ...) -> None: ...
+    has_shortlist: bool
+    def __init__(self, name: _Optional[str] = ..., source_language: _Optional[str] = ..., target_language: _Optional[str] = ..., source_vocab_size: _Optional[int] = ..., target_vocab_size: _Optional[int] = ..., quantization: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[Score, _Mapping]]] = ..., is_default: _Optional[bool] = ..., parameters: _Optional[int] = ..., kernels: _Optional[str] = ..., has_shortlist: _Optional[bool] = ...) -> None: ...
 
 class Score(_message.Message):
     __slots__ = ("decoding", "bleu", "chrf", "signature")
