@@ -24,7 +24,7 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 # The demo bundle is baked in; other bundles mount as a volume (see docker-compose.yml).
 COPY models/demo-de-en/ /models/demo-de-en/
 USER 10001:10001
-EXPOSE 50051 9090
+EXPOSE 50051 8080 9090
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["translator-healthcheck"]
 # Exec form: the server is PID 1 and receives SIGTERM for its graceful shutdown.
 ENTRYPOINT ["translator-server"]

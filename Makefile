@@ -5,13 +5,28 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 50051
 METRICS_PORT ?= 9090
+HTTP_PORT ?= 8080
 
 TOOLS  := .tools
 PROMTOOL := $(TOOLS)/usr/bin/promtool
+BROWSER := $(TOOLS)/.browser
 
 .PHONY: install run test bench clean protos
 
-install: $(STAMP) $(PROMTOOL)
+install: $(STAMP) $(PROMTOOL) $(BROWSER)
+
+# Debian's chromium and chromedriver for the page tests (tests/test_page.py skips, saying why,
+# where they cannot be installed: apt-get needs root).
+$(BROWSER):
+	mkdir -p $(TOOLS)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	   (apt-get update -qq && apt-get install -y -q chromium chromium-driver >/dev/null)) || \
+	  echo "note: chromium could not be installed; the browser tests will be skipped"; \
+	else echo "note: chromium and chromium-driver are missing (apt-get install chromium chromium-driver, as root); the browser tests will be skipped"; fi
+	touch $@
 
 # promtool and prometheus from Debian's package, unpacked locally (no system-wide install).
 $(PROMTOOL):
@@ -29,7 +44,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: install
-	$(PY) -m service --bundle models/demo-de-en --port $(PORT) --metrics-port $(METRICS_PORT)
+	$(PY) -m service --bundle models/demo-de-en --port $(PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
 
 bench: install
 	$(PY) bench/serve_bench.py

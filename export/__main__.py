@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.fp32_weights:
         for path in graphs.values():
             store_half(path)
-    shortlist = None if args.no_shortlist else _shortlist(args, langs, src_tok, tgt_tok, work, read_lines)
+    shortlist = None if args.no_shortlist else _shortlist(args, ckpt, src_tok, tgt_tok, work, read_lines)
     bundle_writer.write(work, name, ckpt, model, args.quantize, "float32" if args.fp32_weights else "float16", OPSET,
                         shortlist)
 
@@ -123,19 +123,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _shortlist(args, langs, src_tok, tgt_tok, work: Path, read_lines) -> dict | None:
-    """Build the vocabulary shortlist from the training corpus into work/shortlist.npz."""
+def _shortlist(args, ckpt, src_tok, tgt_tok, work: Path, read_lines) -> dict | None:
+    """Build the vocabulary shortlist into work/shortlist.npz from the training corpus: the one
+    given, else the checkpoint's own training files, else Multi30k train when present."""
     from nmt.protect import PLACEHOLDERS
     from nmt.shortlist import build
     from nmt.tokenizer import EOS_ID
 
-    if args.shortlist_corpus:
-        src, tgt = map(Path, args.shortlist_corpus)
-    else:
-        src, tgt = (MULTI30K / f"train.{langs.get(side)}.gz" for side in ("source", "target"))
-        if not (src.exists() and tgt.exists()):
-            print("no shortlist: no training corpus found (--shortlist-corpus)")
-            return None
+    data = (ckpt.get("training_config") or {}).get("data", {})
+    langs = ckpt.get("languages", {})
+    candidates = [tuple(map(Path, args.shortlist_corpus))] if args.shortlist_corpus else [
+        (Path(data.get("train_src") or "-"), Path(data.get("train_tgt") or "-")),
+        tuple(MULTI30K / f"train.{langs.get(side)}.gz" for side in ("source", "target"))]
+    found = [(s, t) for s, t in candidates if s.is_file() and t.is_file()]
+    if not found:
+        print("no shortlist: the training corpus was not found (--shortlist-corpus SRC TGT)")
+        return None
+    src, tgt = found[0]
     frequent, per_token = args.shortlist_size
     pieces = lambda tok: [tok.sp.id_to_piece(i) for i in range(len(tok))]  # noqa: E731
     always = [EOS_ID] + [tgt_tok.sp.piece_to_id(p) for p in PLACEHOLDERS if tgt_tok.sp.piece_to_id(p) > 0]

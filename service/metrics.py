@@ -72,6 +72,11 @@ class Metrics:
                                        "Engine calls that raised; their sentences got INTERNAL.",
                                        ["model", "stage"], registry=r)
         self.model_info = Info("translator_model", "Served models.", ["model"], registry=r)
+        # HTTP API (service/http.py); route is the path for known routes, "other" otherwise
+        self.http_requests = Counter("http_requests_total", "HTTP requests, by method, route and status.",
+                                     ["method", "route", "status"], registry=r)
+        self.http_seconds = Histogram("http_request_duration_seconds", "HTTP request handling time, seconds.",
+                                      ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
         for reason in REJECTION_REASONS:
             self.rejections.labels(reason)
         for reason in CANCEL_REASONS:

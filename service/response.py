@@ -27,14 +27,20 @@ def build_translations(model: Model, texts, sentences, jobs, with_attention: boo
         per_sentence, messages = [], []
         for sentence in text_sentences:
             job = next(jobs)
-            outputs = [model.text.finish(sentence, h) for h in job.hypotheses]
+            outputs, hyps, seen = [], [], set()
+            for h in job.hypotheses:  # two segmentations of the same words are one alternative
+                o = model.text.finish(sentence, h)
+                if o.text not in seen:
+                    seen.add(o.text)
+                    outputs.append(o)
+                    hyps.append(h)
             tokens = model.text.source_tokens(sentence)
-            per_sentence.append((tokens, outputs, job.hypotheses))
+            per_sentence.append((tokens, outputs, hyps))
             messages.append(pb.Sentence(
                 source_start=sentence.start, source_end=sentence.end, source_tokens=tokens,
                 hypotheses=[_hypothesis(o.text, o.tokens, h.score, h.log_prob,
                                         o.attention if with_attention else None)
-                            for o, h in zip(outputs, job.hypotheses)]))
+                            for o, h in zip(outputs, hyps)]))
         out.append(_whole_text(text, text_sentences, per_sentence, messages, with_attention))
     return out
 

@@ -2,7 +2,8 @@
 
 grpc.aio, not the threaded server: a threaded server gives each waiting request a worker thread,
 so `max_workers` would silently cap how many requests can share a batch. Here requests are
-coroutines waiting on futures; the decoding happens in one scheduler thread per model.
+coroutines waiting on futures; the decoding happens in one scheduler thread per model. The HTTP
+API (`service/http.py`) runs in the same event loop on the same translation core.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.config import ServerConfig
+from service.core import TranslationCore
+from service.http import HttpApi, start_http
 from service.interceptors import AuthInterceptor, MetricsInterceptor
 from service.metrics import Metrics
 from service.models import Model, load_models, warm_up
@@ -39,7 +42,10 @@ class Server:
     models: dict[str, Model]
     health: health.aio.HealthServicer
     metrics: Metrics
-    servicer: TranslatorServicer
+    core: TranslationCore
+    http: HttpApi | None = None
+    http_port: int = 0  # bound HTTP port once started (0: no HTTP API)
+    _http_runner: object = None
 
     async def set_serving(self, serving: bool) -> None:
         status = (health_pb2.HealthCheckResponse.SERVING if serving
@@ -53,15 +59,24 @@ class Server:
         loop = asyncio.get_running_loop()
 
         def changed(_healthy: bool) -> None:
-            serving = all(m.scheduler.healthy for m in self.models.values()) and not self.servicer.draining
+            serving = all(m.scheduler.healthy for m in self.models.values()) and not self.core.draining
             loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.set_serving(serving)))
 
         for model in self.models.values():
             model.scheduler.on_health = changed
 
-    async def start(self) -> None:
-        """Start listening (health NOT_SERVING), warm every model up, then report SERVING."""
+    async def start(self, http_host: str = "", http_port: int = 0) -> None:
+        """Start listening (health NOT_SERVING), warm every model up, then report SERVING.
+        With an HTTP API, it listens on http_port (0: a free one) from the start as well."""
         await self.server.start()
+        if self.http is not None:
+            try:
+                self._http_runner = await start_http(self.http, http_host, http_port)
+            except OSError as e:
+                await self.server.stop(0)
+                raise StartupError(f"cannot serve HTTP on port {http_port}: {e.strerror} "
+                                   f"(is another server using the port?)") from None
+            self.http_port = self._http_runner.addresses[0][1]
         self.watch_engines()
         await self.ready()
 
@@ -77,14 +92,16 @@ class Server:
         """Graceful shutdown: health NOT_SERVING and new translations refused (UNAVAILABLE) at once,
         running translations finish (within `grace` seconds), then the server closes."""
         await self.set_serving(False)
-        self.servicer.draining = True
+        self.core.draining = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while self.servicer.in_flight and loop.time() < deadline:
+        while self.core.in_flight and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for model in self.models.values():  # out of time: what still waits is told why
             model.scheduler.abort_queued("shutdown")
         await self.server.stop(max(0.0, deadline - loop.time()))
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
         for model in self.models.values():
             await asyncio.to_thread(model.scheduler.stop)
 
@@ -108,8 +125,8 @@ def create_server(cfg: ServerConfig, metrics: Metrics | None = None) -> Server:
         ("grpc.max_receive_message_length", cfg.limits.max_message_bytes),
         ("grpc.max_send_message_length", 64 << 20),
     ])
-    servicer = TranslatorServicer(models, cfg, metrics)
-    translator_pb2_grpc.add_TranslatorServicer_to_server(servicer, server)
+    core = TranslationCore(models, cfg, metrics)
+    translator_pb2_grpc.add_TranslatorServicer_to_server(TranslatorServicer(core), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if cfg.reflection:
@@ -130,7 +147,8 @@ def create_server(cfg: ServerConfig, metrics: Metrics | None = None) -> Server:
         raise StartupError(f"cannot listen on {address}: {e} (is another server using the port?)") from None
     if not port:
         raise StartupError(f"cannot listen on {address} (is another server using the port?)")
-    return Server(server, port, models, health_servicer, metrics, servicer)
+    http = HttpApi(core, cfg.auth_token) if cfg.http_port else None
+    return Server(server, port, models, health_servicer, metrics, core, http)
 
 
 async def serve(cfg: ServerConfig) -> None:
@@ -147,9 +165,9 @@ async def serve(cfg: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await srv.start()
-    log.info("serving %s on port %d (metrics on %s), scheduler %s",
-             ", ".join(srv.models), srv.port, cfg.metrics_port or "off", cfg.scheduler.kind)
+    await srv.start(cfg.host, cfg.http_port)
+    log.info("serving %s on port %d (HTTP on %s, metrics on %s), scheduler %s",
+             ", ".join(srv.models), srv.port, srv.http_port or "off", cfg.metrics_port or "off", cfg.scheduler.kind)
     await stop.wait()
     log.info("shutting down: finishing calls in flight (grace %.1fs)", cfg.grace_seconds)
     await srv.stop(cfg.grace_seconds)

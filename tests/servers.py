@@ -25,7 +25,7 @@ def free_port() -> int:
 
 def make_config(**changes) -> ServerConfig:
     """Small limits so that every limit is cheap to hit; port 0 picks a free port."""
-    cfg = ServerConfig(bundles=[str(DEMO)], host="127.0.0.1", port=0, metrics_port=0, threads=2)
+    cfg = ServerConfig(bundles=[str(DEMO)], host="127.0.0.1", port=0, metrics_port=0, http_port=0, threads=2)
     cfg.limits = dataclasses.replace(cfg.limits, max_texts=8, max_chars=300, max_tokens=60, max_beam=5,
                                      max_output_tokens=200, max_message_bytes=64 * 1024)
     for key, value in changes.items():
@@ -48,6 +48,10 @@ class RunningServer:
         self.port = self.srv.port
         self.address = f"127.0.0.1:{self.port}"
 
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.srv.http_port}"
+
     async def _create(self):
         return create_server(self.cfg, self.metrics)
 
@@ -56,7 +60,7 @@ class RunningServer:
 
     def start(self) -> "RunningServer":
         self.call(self.srv.set_serving(False))
-        self.call(self.srv.start())
+        self.call(self.srv.start("127.0.0.1", self.cfg.http_port))
         return self
 
     def stop(self, grace: float = 2.0) -> None:

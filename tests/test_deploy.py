@@ -41,7 +41,9 @@ def test_compose_file_follows_the_compose_specification():
     assert set(services) == {"translator", "prometheus", "grafana"}
     for name in ("prometheus", "grafana"):
         assert services[name]["depends_on"]["translator"]["condition"] == "service_healthy"
-    assert services["translator"]["healthcheck"]["test"] == ["CMD", "translator-healthcheck"]
+    assert services["translator"]["healthcheck"]["test"] == ["CMD", "translator-healthcheck"]  # gRPC health
+    env = services["translator"]["environment"]
+    assert f'{env["TRANSLATOR_HTTP_PORT"]}:{env["TRANSLATOR_HTTP_PORT"]}' in services["translator"]["ports"]
 
 
 def test_dockerfile_passes_hadolint_with_non_root_user_and_exec_entrypoint():
@@ -86,10 +88,11 @@ def installed_server(tmp_path_factory):
     assert pip.returncode == 0, pip.stderr[-3000:]
     no_torch = subprocess.run([str(venv / "bin" / "python"), "-c", "import torch"], capture_output=True)
     assert no_torch.returncode != 0, "torch must not be installed by the serving wheel"
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port, http_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env.update(TRANSLATOR_BUNDLES=str(ROOT / "models" / "demo-de-en"), TRANSLATOR_PORT=str(port),
-               TRANSLATOR_METRICS_PORT=str(metrics_port), TRANSLATOR_HOST="127.0.0.1")
+               TRANSLATOR_METRICS_PORT=str(metrics_port), TRANSLATOR_HOST="127.0.0.1",
+               TRANSLATOR_HTTP_PORT=str(http_port))
     proc = subprocess.Popen([str(venv / "bin" / "translator-server")], cwd=tmp, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     health = [str(venv / "bin" / "translator-healthcheck"), "--target", f"127.0.0.1:{port}"]
@@ -97,7 +100,7 @@ def installed_server(tmp_path_factory):
     while subprocess.run(health, capture_output=True).returncode != 0:
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() else "timeout"
         time.sleep(0.5)
-    yield {"port": port, "metrics_port": metrics_port, "health": health, "venv": venv}
+    yield {"port": port, "metrics_port": metrics_port, "http_port": http_port, "health": health, "venv": venv}
     proc.terminate()
     assert proc.wait(timeout=30) == 0
 
@@ -107,6 +110,13 @@ def test_installed_wheel_serves_the_demo_bundle_and_passes_the_health_command(in
     assert run.returncode == 0 and run.stdout.strip() == "SERVING"
     with TranslatorClient(f"127.0.0.1:{installed_server['port']}") as client:
         assert client.translate(["Ein Mann fährt Fahrrad."])[0].text
+    http = f"http://127.0.0.1:{installed_server['http_port']}"
+    with urllib.request.urlopen(http + "/", timeout=10) as r:  # the page is in the wheel
+        assert b"Attention translator" in r.read()
+    request = urllib.request.Request(http + "/translate", data=json.dumps(
+        {"q": "Ein Hund.", "source": "de", "target": "en"}).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert json.load(r)["translatedText"] == "A dog."
 
 
 def _query(port: int, expr: str) -> list:

@@ -1,0 +1,220 @@
+"""The HTTP API on a real server: the proto's API in JSON, the LibreTranslate API (driven by the
+published libretranslatepy client too), HTML, errors, auth, metrics, shared batching, shutdown."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+from libretranslatepy import LibreTranslateAPI
+
+from service.client import TranslatorClient
+from service.markup import parse
+from tests.servers import RunningServer, free_port, make_config
+
+
+def call(url: str, body=None, *, form: bool = False, token: str | None = None, raw: bytes | None = None,
+         content_type: str | None = None) -> tuple[int, object, dict]:
+    headers = {}
+    data = raw
+    if body is not None:
+        data = urllib.parse.urlencode(body, doseq=True).encode() if form else json.dumps(body).encode()
+        headers["Content-Type"] = "application/x-www-form-urlencoded" if form else "application/json"
+    if content_type:
+        headers["Content-Type"] = content_type
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status, json.loads(r.read()), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), dict(e.headers)
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = RunningServer(make_config(http_port=free_port())).start()
+    yield srv
+    srv.stop()
+
+
+def test_v1_translate_is_the_grpc_api_in_canonical_json(server):
+    body = {"texts": ["Ein Mann fährt Fahrrad. Zwei Hunde spielen im Schnee"],
+            "options": {"beamSize": 3, "numHypotheses": 2, "returnAttention": True}}
+    status, data, _ = call(server.http + "/v1/translate", body)
+    assert status == 200 and data["model"] == "demo-de-en"
+    [t] = data["translations"]
+    with TranslatorClient(server.address) as client:
+        [grpc_result] = client.translate(body["texts"], beam_size=3, num_hypotheses=2)
+    assert t["hypotheses"][0]["text"] == grpc_result.text
+    assert [s["sourceStart"] if "sourceStart" in s else 0 for s in t["sentences"]] == [0, 24]
+    first = t["sentences"][0]["hypotheses"][0]
+    assert len(first["attention"]) == len(first["tokens"])
+    assert all(len(row["weights"]) == len(t["sentences"][0]["sourceTokens"]) for row in first["attention"])
+    status, models, _ = call(server.http + "/v1/models")
+    assert status == 200 and models["models"][0]["name"] == "demo-de-en" and models["models"][0]["isDefault"]
+
+
+@pytest.mark.parametrize("body, status, grpc_status, text", [
+    ({"texts": ["x" * 301]}, 400, "INVALID_ARGUMENT", "301 characters exceed the maximum of 300"),
+    ({"texts": ["Hallo"], "options": {"beamSize": 50}}, 400, "INVALID_ARGUMENT", "exceeds the maximum of 5"),
+    ({"texts": ["Hallo"], "model": "xx-yy"}, 404, "NOT_FOUND", "not served here"),
+    ({"textz": ["Hallo"]}, 400, "INVALID_ARGUMENT", "has no field named"),
+])
+def test_v1_errors_name_the_grpc_status_and_the_reason(server, body, status, grpc_status, text):
+    got, data, _ = call(server.http + "/v1/translate", body)
+    assert got == status and data["error"]["status"] == grpc_status and text in data["error"]["message"]
+    assert data["error"]["code"] == status
+
+
+def test_bodies_that_are_not_json_or_too_large_are_refused_and_the_server_keeps_serving(server):
+    status, data, _ = call(server.http + "/v1/translate", raw=b"{not json", content_type="application/json")
+    assert status == 400 and "not valid JSON" in data["error"]["message"]
+    status, data, _ = call(server.http + "/v1/translate", raw=b"{" + b" " * (65 * 1024) + b"}",
+                           content_type="application/json")
+    assert status == 413 and data["error"]["status"] == "RESOURCE_EXHAUSTED"
+    status, data, _ = call(server.http + "/nowhere")
+    assert status == 404 and data["error"]["status"] == "NOT_FOUND"
+    assert call(server.http + "/translate", {"q": "Ein Hund.", "source": "de", "target": "en"})[0] == 200
+
+
+def test_libretranslate_translate_json_and_form_string_and_list(server):
+    status, data, _ = call(server.http + "/translate", {"q": "Ein Mann fährt Fahrrad.", "source": "de", "target": "en"})
+    assert status == 200 and data == {"translatedText": "A man riding a bike."}
+    status, data, _ = call(server.http + "/translate", {"q": "Zwei Hunde spielen im Schnee.", "source": "de",
+                                                        "target": "en", "format": "text"}, form=True)
+    assert status == 200 and "dogs" in data["translatedText"]
+    status, data, _ = call(server.http + "/translate", {"q": ["Ein Hund.", "Eine Katze."], "source": "auto",
+                                                        "target": "en", "alternatives": 2})
+    assert status == 200 and len(data["translatedText"]) == 2 and "dog" in data["translatedText"][0]
+    assert [len(a) for a in data["alternatives"]] == [2, 2]
+    assert [d["language"] for d in data["detectedLanguage"]] == ["de", "de"]
+    assert all(0 < d["confidence"] <= 100 for d in data["detectedLanguage"])
+
+
+def test_libretranslate_refuses_pairs_and_requests_the_way_libretranslate_does(server):
+    cases = [({"q": "Hallo", "source": "fr", "target": "en"}, "fr is not supported"),
+             ({"q": "Hallo", "source": "de", "target": "fr"}, "French (fr) is not available as a target language from German (de)"),
+             ({"source": "de", "target": "en"}, "Invalid request: missing q parameter"),
+             ({"q": "Hallo", "source": "de", "target": "en", "format": "pdf"}, "format"),
+             ({"q": "Hallo", "source": "de", "target": "en", "alternatives": 9}, "alternatives")]
+    for body, message in cases:
+        status, data, _ = call(server.http + "/translate", body)
+        assert status == 400 and message in data["error"], (body, data)
+    status, data, _ = call(server.http + "/translate", {"q": "x" * 301, "source": "de", "target": "en"})
+    assert status == 400 and "301 characters" in data["error"]
+
+
+def test_the_published_libretranslate_client_works_unchanged(server):
+    lt = LibreTranslateAPI(server.http)
+    assert lt.translate("Eine Frau liest ein Buch.", "de", "en") == "A woman reads a book."
+    assert lt.detect("A man is riding a bike through the city.")[0]["language"] == "en"
+    assert lt.detect("Ein Mann fährt mit dem Fahrrad durch die Stadt.")[0]["language"] == "de"
+    assert {"code": "de", "name": "German", "targets": ["en"]} in lt.languages()
+
+
+def test_html_keeps_markup_and_puts_inline_tags_around_the_translated_words(server):
+    document = ('<div class="card"><p>Ein <b>roter</b> Hut &amp; ein <a href="/x?a=1&amp;b=2" title="&quot;q&quot;">'
+                'blauer <i>Schuh</i></a>.</p><p>Zwei Hunde spielen im Schnee.<br>Ein Mann mit '
+                '<em>einer Gitarre</em> singt</p><script>var s = "<b>Hund</b>";</script></div>')
+    status, data, _ = call(server.http + "/translate", {"q": document, "source": "de", "target": "en", "format": "html"})
+    assert status == 200
+    out = data["translatedText"]
+    assert out.startswith('<div class="card"><p>') and out.endswith('</p><script>var s = "<b>Hund</b>";</script></div>')
+    assert "<b>red</b>" in out and "<em>a guitar</em>" in out
+    assert '<a href="/x?a=1&amp;b=2" title="&quot;q&quot;">blue <i>shoe</i></a>' in out  # nested, attributes kept
+    assert "<br>" in out and "snow" in out and "Hund" not in out.replace('"<b>Hund</b>"', "")
+    # the same structure: every tag of the source is in the output, in the same nesting
+    tags = lambda html: [s.raw for s in parse(html) if s.raw] + [i.open for s in parse(html) for i in s.inlines]  # noqa: E731
+    assert sorted(tags(out)) == sorted(tags(document))
+
+
+def test_html_entities_and_plain_text_are_escaped_once(server):
+    status, data, _ = call(server.http + "/translate", {"q": "<p>Ein Hund &lt;3 &amp; Katze</p>", "source": "de",
+                                                        "target": "en", "format": "html"})
+    assert status == 200 and data["translatedText"].startswith("<p>") and "&amp;" in data["translatedText"]
+    assert "<3" not in data["translatedText"]
+
+
+def test_auth_bearer_or_api_key_and_the_page_stays_public():
+    srv = RunningServer(make_config(http_port=free_port(), auth_token="s3cret")).start()
+    try:
+        body = {"q": "Ein Hund.", "source": "de", "target": "en"}
+        status, data, _ = call(srv.http + "/translate", body)
+        assert status == 403 and data == {"error": "Invalid API key"}
+        assert call(srv.http + "/translate", {**body, "api_key": "s3cret"})[0] == 200
+        assert call(srv.http + "/translate", body, token="s3cret")[0] == 200
+        assert LibreTranslateAPI(srv.http, api_key="s3cret").translate("Ein Hund.", "de", "en") == "A dog."
+        status, data, _ = call(srv.http + "/v1/translate", {"texts": ["Ein Hund."]})
+        assert status == 401 and data["error"]["status"] == "UNAUTHENTICATED"
+        assert call(srv.http + "/v1/translate", {"texts": ["Ein Hund."]}, token="s3cret")[0] == 200
+        with urllib.request.urlopen(srv.http + "/") as r:
+            assert r.status == 200 and b"Attention translator" in r.read()
+        assert srv.value("translator_rejections_total", reason="unauthenticated") == 2
+    finally:
+        srv.stop()
+
+
+def test_http_metrics_by_route_and_status_share_the_registry(server):
+    before = server.value("http_requests_total", method="POST", route="/translate", status="200")
+    sentences = server.value("translator_sentences_total", model="demo-de-en")
+    call(server.http + "/translate", {"q": "Ein Hund. Eine Katze.", "source": "de", "target": "en"})
+    assert server.value("http_requests_total", method="POST", route="/translate", status="200") == before + 1
+    assert server.value("http_request_duration_seconds_count", method="POST", route="/translate") >= 1
+    assert server.value("translator_sentences_total", model="demo-de-en") == sentences + 2
+
+
+def test_openapi_describes_every_route_with_the_protos_fields(server):
+    with urllib.request.urlopen(server.http + "/openapi.json") as r:
+        doc = json.loads(r.read())
+    assert doc["openapi"].startswith("3.") and set(doc["paths"]) >= {
+        "/v1/translate", "/v1/models", "/translate", "/languages", "/detect", "/"}
+    options = doc["components"]["schemas"]["DecodingOptions"]["properties"]
+    assert {"beamSize", "returnAttention", "useShortlist"} <= set(options)
+
+
+def test_http_and_grpc_sentences_share_decoder_steps():
+    """A long gRPC batch and HTTP requests sent meanwhile: some decoder step holds both."""
+    srv = RunningServer(make_config(http_port=free_port(), scheduler__batch_wait_ms=50.0)).start()
+    try:
+        steps = srv.value("translator_decode_steps_total", model="demo-de-en")
+        sentences = ["Ein Mann fährt mit seinem roten Fahrrad durch die große Stadt."] * 6
+        results = {}
+
+        def grpc_side():
+            with TranslatorClient(srv.address) as client:
+                results["grpc"] = client.translate(sentences, beam_size=5)
+
+        def http_side():
+            results["http"] = call(srv.http + "/v1/translate", {"texts": sentences, "options": {"beamSize": 5}})
+
+        threads = [threading.Thread(target=grpc_side), threading.Thread(target=http_side)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert results["http"][0] == 200 and len(results["grpc"]) == 6
+        used = srv.value("translator_decode_steps_total", model="demo-de-en") - steps
+        alone = max(len(h.tokens) for h in [results["grpc"][0].hypotheses[0]]) + 1
+        # each side alone needs about `alone` steps; sharing means far fewer than both one after the other
+        assert used < 2 * alone, (used, alone)
+    finally:
+        srv.stop()
+
+
+def test_shutdown_refuses_new_http_translations_and_finishes_running_ones():
+    srv = RunningServer(make_config(http_port=free_port())).start()
+    srv.srv.core.draining = True
+    try:
+        status, data, headers = call(srv.http + "/translate", {"q": "Ein Hund.", "source": "de", "target": "en"})
+        assert status == 503 and "shutting down" in data["error"] and headers.get("Retry-After") == "1"
+    finally:
+        srv.srv.core.draining = False
+        srv.stop()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(srv.http + "/languages", timeout=5)
