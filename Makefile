@@ -10,10 +10,16 @@ HTTP_PORT ?= 8080
 TOOLS  := .tools
 PROMTOOL := $(TOOLS)/usr/bin/promtool
 BROWSER := $(TOOLS)/.browser
+CHECKOV := $(TOOLS)/checkov/bin/checkov
 
 .PHONY: install run test bench clean protos
 
-install: $(STAMP) $(PROMTOOL) $(BROWSER)
+install: $(STAMP) $(PROMTOOL) $(BROWSER) $(CHECKOV)
+
+# checkov (policy scanner for deploy/k8s) in its own environment: its many pins stay out of ours.
+$(CHECKOV):
+	python3 -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install -q --disable-pip-version-check checkov
 
 # Debian's chromium and chromedriver for the page tests (tests/test_page.py skips, saying why,
 # where they cannot be installed: apt-get needs root).

@@ -26,8 +26,11 @@ def _source(*results: dict) -> str:
     parts = []
     for r in results:
         p = r["provenance"]
+        flags = p["cpu"].get("flags", [])
+        isa = next((name for flag, name in (("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"),
+                                            ("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), "")
         parts.append(f"`{p['command']}` at {p['commit'][:10]}{' (uncommitted changes)' if p.get('dirty') else ''}, "
-                     f"{p['cpu']['model']} ({p['cpu']['cores']} cores), {p['date'][:10]}")
+                     f"{p['cpu']['model']} ({p['cpu']['cores']} cores{', ' + isa if isa else ''}), {p['date'][:10]}")
     return "Source: " + "; ".join(parts) + "."
 
 
@@ -154,6 +157,17 @@ def engines() -> str:
     return "\n".join(lines) + "\n\n" + _source(r)
 
 
+def decoder() -> str:
+    r = _load("engines")
+    lines = ["| engine | configuration | rows per step | decoder row-steps/s | GFLOP/s | MatMul reference GFLOP/s "
+             "| share of the reference | encoder share of time |", "|---|---|---|---|---|---|---|---|"]
+    for engine, per_config in r["decoder"].items():
+        for config, d in per_config.items():
+            lines.append(f"| {engine} | {config} | {d['rows_per_step']:.1f} | {d['row_steps_per_s']:.0f} | {d['gflops']:.1f} "
+                         f"| {d['matmul_gflops']:.1f} | {d['gflops'] / d['matmul_gflops']:.0%} | {d['encoder_share']:.0%} |")
+    return "\n".join(lines) + "\n\n" + _source(r)
+
+
 def shortlist() -> str:
     r = _load("shortlist")
     lines = [f"| shortlist (frequent x per source token) | candidates per sentence | union per batch of {r['batch']} "
@@ -167,7 +181,7 @@ def shortlist() -> str:
     return "\n".join(lines) + "\n\n" + _source(r)
 
 
-TABLES = {"shortlist": shortlist, "serve": serve, "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
+TABLES = {"decoder": decoder, "shortlist": shortlist, "serve": serve, "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
 
 
 def render(text: str) -> str:

@@ -8,11 +8,20 @@
     python -m service.client "Ein Mann fährt Fahrrad." --beam 5 --attention [--plot out.png]
     python -m service.client "Ein Hund bellt. Eine Katze schläft." --sentences   (sentence by sentence)
     python -m service.client --file sentences.de > sentences.en      (progress bar on stderr)
+
+Several replicas: give several addresses (`"10.0.0.5:50051,10.0.0.6:50051"` or a list) or a DNS
+name that resolves to all of them (`"dns:///translator-headless:50051"`, Kubernetes' headless
+Service). The channel balances calls round_robin over every replica, retries calls answered
+UNAVAILABLE (a replica shutting down or shedding load) on another one, and pings idle connections
+so that a replica that went away without a word is noticed.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import json
+import socket
 import sys
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -76,15 +85,58 @@ def _translation(t: pb.Translation) -> Translation:
     return Translation(_hypotheses(t), list(t.source_tokens), sentences)
 
 
+SERVICE = "translation.v1.Translator"
+# gRPC service config: round_robin over every address the target resolves to; UNAVAILABLE (a
+# replica draining or shedding load, or gone) is retried with backoff, on another replica.
+SERVICE_CONFIG = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [{
+        "name": [{"service": SERVICE}],
+        "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.05s", "maxBackoff": "1s",
+                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
+    }],
+}
+CHANNEL_OPTIONS = [
+    ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+    ("grpc.enable_retries", 1),
+    ("grpc.keepalive_time_ms", 30_000),  # the server accepts pings every 10 s or more
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.dns_min_time_between_resolutions_ms", 5_000),  # new replicas appear within seconds
+]
+
+
+def channel_target(target: str | list[str]) -> str:
+    """One gRPC target for one address, several addresses, or a resolver URI (dns:///...)."""
+    addresses = [t.strip() for t in (target.split(",") if isinstance(target, str) else target) if t.strip()]
+    if not addresses:
+        raise ValueError("no server address given")
+    if len(addresses) == 1:
+        return addresses[0]
+    resolved = []  # gRPC's static-list targets (ipv4:/ipv6:) take addresses, so names are resolved here
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]")
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            ip = ipaddress.ip_address(socket.getaddrinfo(host, int(port), proto=socket.IPPROTO_TCP)[0][4][0])
+        resolved.append((ip, port))
+    if all(ip.version == 4 for ip, _ in resolved):
+        return "ipv4:" + ",".join(f"{ip}:{port}" for ip, port in resolved)
+    return "ipv6:" + ",".join(f"[{ip if ip.version == 6 else '::ffff:' + str(ip)}]:{port}" for ip, port in resolved)
+
+
 class TranslatorClient:
-    def __init__(self, target: str = "localhost:50051", *, token: str | None = None,
+    def __init__(self, target: str | list[str] = "localhost:50051", *, token: str | None = None,
                  root_certificates: bytes | None = None, private_key: bytes | None = None,
                  certificate_chain: bytes | None = None, timeout: float | None = 60.0) -> None:
+        target = channel_target(target)
         if root_certificates or certificate_chain:
             creds = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
-            self.channel = grpc.secure_channel(target, creds)
+            self.channel = grpc.secure_channel(target, creds, options=CHANNEL_OPTIONS)
         else:
-            self.channel = grpc.insecure_channel(target)
+            self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.stub = pb_grpc.TranslatorStub(self.channel)
         self.metadata = [("authorization", f"Bearer {token}")] if token else None
         self.timeout = timeout
@@ -133,7 +185,9 @@ class TranslatorClient:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m service.client", description="Translate with a running server.")
     p.add_argument("texts", nargs="*", help="texts to translate (none: read --file or stdin, one per line)")
-    p.add_argument("--target", default="localhost:50051", help="server address (default %(default)s)")
+    p.add_argument("--target", default="localhost:50051",
+                   help="server address; several, comma-separated, or dns:///NAME:PORT are balanced "
+                        "round_robin with retries (default %(default)s)")
     p.add_argument("--model", default="", help="model name (default: the server's default model)")
     p.add_argument("--beam", type=int, default=0, help="beam size (1 greedy; default: server default)")
     p.add_argument("--n-best", type=int, default=0, help="hypotheses per text")

@@ -124,6 +124,9 @@ def create_server(cfg: ServerConfig, metrics: Metrics | None = None) -> Server:
         ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share traffic
         ("grpc.max_receive_message_length", cfg.limits.max_message_bytes),
         ("grpc.max_send_message_length", 64 << 20),
+        # clients ping idle connections every 30 s (service/client.py): allow it, not more often than 10 s
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ])
     core = TranslationCore(models, cfg, metrics)
     translator_pb2_grpc.add_TranslatorServicer_to_server(TranslatorServicer(core), server)
