@@ -28,6 +28,11 @@ class DataConfig:
     dedupe: bool = False
     normalize: bool = True
     license: str = ""
+    # Corpora larger than memory (training/stream.py): read pair by pair, each rank its share,
+    # bucketed within windows; vocabulary and lexicons from a sample. dedupe does not apply.
+    streaming: bool = False
+    window: int = 100_000  # pairs per bucketing window (per rank)
+    sample: int = 1_000_000  # pairs sampled for SentencePiece, lexicons and the casing table
 
 
 @dataclass
@@ -86,6 +91,7 @@ class TrainConfig:
     heatmaps: int = 3  # attention heatmap PNGs per validation
     max_output_tokens: int = 100
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler, CUDA only)
     init_from: str = ""  # start from this checkpoint's weights and vocabulary (fine-tuning)
 
 
@@ -99,7 +105,8 @@ class Config:
 
 
 CHOICES = {("vocab", "type"): ("unigram", "bpe"), ("model", "rnn_type"): ("gru", "lstm"),
-           ("model", "attention"): ("additive", "dot", "general"), ("train", "device"): ("auto", "cpu", "cuda")}
+           ("model", "attention"): ("additive", "dot", "general"), ("train", "device"): ("auto", "cpu", "cuda"),
+           ("train", "precision"): ("fp32", "bf16", "fp16")}
 
 
 def _coerce(value: str, like):

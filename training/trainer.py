@@ -1,9 +1,11 @@
 """The training loop: teacher forcing, Adam, clipping, label smoothing, LR decay on plateau,
 token-bucketed batches, validation BLEU with the serving search, checkpoints, exact resume,
-early stopping, and DDP under torchrun (gloo on CPU, NCCL on GPUs)."""
+early stopping, DDP under torchrun (gloo on CPU, NCCL on GPUs; the loss normalised by the global
+token count), optional bf16/fp16 autocast, and corpora streamed from disk (`training/stream.py`)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -23,6 +25,7 @@ from training import checkpoint
 from training.augment import AugmentRates, augment, build_lexicon, truecase_table
 from training.config import Config, as_dict
 from training.data import clean, read_corpus
+from training.stream import read_pairs, sample_pairs, windows
 from training.model import ModelConfig, Seq2Seq
 from training.plots import learning_curve
 from training.torch_engine import TorchEngine
@@ -85,6 +88,10 @@ class Trainer:
             src_vocab_size=len(self.src_tok), tgt_vocab_size=len(self.tgt_tok), pad_id=PAD_ID,
             **as_dict(cfg)["model"])).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
+        if cfg.train.precision == "fp16" and self.device.type != "cuda":
+            raise checkpoint.CheckpointError("train.precision = fp16 needs CUDA; use bf16 on CPUs")
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=cfg.train.lr_decay, patience=cfg.train.lr_patience,
             min_lr=cfg.train.min_lr)
@@ -111,7 +118,11 @@ class Trainer:
 
     def _prepare_data(self) -> None:
         d, v, a = self.cfg.data, self.cfg.vocab, self.cfg.augment
-        train = clean(read_corpus(d.train_src, d.train_tgt, d.train_tsv), d.normalize, d.dedupe)
+        if d.streaming:  # what needs the whole corpus sees a uniform sample of it
+            train = sample_pairs(read_pairs(d.train_src, d.train_tgt, d.train_tsv, normalize_text=d.normalize),
+                                 d.sample, self.cfg.train.seed)
+        else:
+            train = clean(read_corpus(d.train_src, d.train_tgt, d.train_tsv), d.normalize, d.dedupe)
         self.valid = clean(read_corpus(d.valid_src, d.valid_tgt, d.valid_tsv), d.normalize)
         self.train_text = train
         self.rates = AugmentRates(a.lower, a.upper, a.title, a.strip_punct, a.placeholders,
@@ -143,7 +154,10 @@ class Trainer:
         self.spm_paths = paths
         self.src_tok, self.tgt_tok = Tokenizer(paths["src"]), Tokenizer(paths["tgt"])
         self._loaded_epoch: int | None = None
-        self._load_epoch(0)
+        self.train_src: list[list[int]] = []
+        self.dropped = 0
+        if not d.streaming:
+            self._load_epoch(0)
 
     def _augmented(self, epoch: int) -> tuple[list[str], list[str]]:
         return augment(self.train_text.sources, self.train_text.targets, self.rates, self.lexicon,
@@ -164,12 +178,45 @@ class Trainer:
         self.tgt_lens = np.array([len(y) for y in self.train_tgt])
         self._loaded_epoch = epoch
 
-    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+    def epoch_batches(self, epoch: int):
+        """This rank's batches of an epoch, as (source ids, target ids) lists: in memory, every
+        rank gets the same number; streamed, `_in_step` stops all ranks when one runs out."""
+        if self.cfg.data.streaming:
+            return self._streamed_batches(epoch)
         self._load_epoch(epoch)
         batches = make_batches(self.src_lens, self.tgt_lens, self.cfg.train.batch_tokens,
                                self.cfg.train.seed, epoch)
         usable = len(batches) - len(batches) % self.world  # every rank takes the same number of steps
-        return batches[self.rank:usable:self.world]
+        return [([self.train_src[i] for i in b], [self.train_tgt[i] for i in b])
+                for b in batches[self.rank:usable:self.world]]
+
+    def _streamed_batches(self, epoch: int):
+        d, limit = self.cfg.data, self.cfg.data.max_tokens
+        pairs = read_pairs(d.train_src, d.train_tgt, d.train_tsv, self.rank, self.world, d.normalize)
+        for number, chunk in enumerate(windows(pairs, d.window)):
+            key = epoch * 1_000_003 + number  # augmentation and shuffling differ per window and epoch
+            sources, targets = augment([s for s, _ in chunk], [t for _, t in chunk], self.rates, self.lexicon,
+                                       self.cfg.train.seed, key, self.word_lexicon)
+            src, tgt = self.src_tok.encode_batch(sources), self.tgt_tok.encode_batch(targets)
+            keep = [i for i in range(len(src)) if 0 < len(src[i]) <= limit and 0 < len(tgt[i]) <= limit]
+            self.dropped += len(src) - len(keep)
+            src, tgt = [src[i] for i in keep], [tgt[i] for i in keep]
+            lens = np.array([len(x) for x in src]), np.array([len(y) for y in tgt])
+            for b in make_batches(*lens, self.cfg.train.batch_tokens, self.cfg.train.seed, key):
+                yield [src[i] for i in b], [tgt[i] for i in b]
+
+    def _in_step(self, batches):
+        """Batches for as long as every rank has one (streamed shares differ by a few batches;
+        a rank that stopped alone would leave the others waiting in DDP's all-reduce)."""
+        for batch in itertools.chain(batches, [None]):
+            if self.world > 1 and self.cfg.data.streaming:
+                more = torch.tensor([0 if batch is None else 1], device=self.device)
+                dist.all_reduce(more, op=dist.ReduceOp.MIN)
+                if not more.item():
+                    return
+            if batch is None:
+                return
+            yield batch
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -182,12 +229,14 @@ class Trainer:
             "languages": {"source": self.cfg.data.src_lang, "target": self.cfg.data.tgt_lang},
             "source_words": "\n".join(self.source_words),  # what serving treats as known words
             "training_config": as_dict(self.cfg),
-            "data": {"train_pairs": len(self.train_src), "dropped_pairs": self.dropped,
+            "data": {"train_pairs": None if self.cfg.data.streaming else len(self.train_src),
+                     "streamed": self.cfg.data.streaming, "dropped_pairs": self.dropped,
                      "license": self.cfg.data.license},
             "step": self.step,
             "metrics": metrics,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "rng": torch.get_rng_state(),
             "trainer": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                         "best_bleu": self.best_bleu, "bad_validations": self.bad_validations,
@@ -201,6 +250,8 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
         torch.set_rng_state(ckpt["rng"])
         t = ckpt["trainer"]
         self.step, self.epoch, self.batch_in_epoch = ckpt["step"], t["epoch"], t["batch_in_epoch"]
@@ -253,6 +304,25 @@ class Trainer:
                 save_heatmap(h[0].attention, self.src_tok.pieces(src), self.tgt_tok.pieces(h[0].token_ids),
                              self.out / "attention" / f"valid{i}.png", title=f"step {self.step}")
 
+    def train_step(self, src: list[list[int]], tgt: list[list[int]]) -> tuple[float, int]:
+        """One optimizer step on this rank's share of the global batch; -> (summed loss, target
+        tokens) of the global batch. The loss is normalised by the global number of target tokens
+        (all-reduced over ranks), so N ranks with batches B_1..B_N train exactly like one process
+        with their union: DDP averages gradients over ranks, hence the factor `world`."""
+        batch = self._to_device(collate(src, tgt))
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            loss_sum, ntok = self.ddp(*batch, label_smoothing=self.cfg.train.label_smoothing)
+        totals = torch.stack([loss_sum.detach().float(), torch.tensor(float(ntok), device=loss_sum.device)])
+        if self.world > 1:
+            dist.all_reduce(totals)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_sum.float() * self.world / totals[1]).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(totals[0]), int(totals[1])
+
     def _to_device(self, tensors):
         return tuple(t.to(self.device, non_blocking=True) for t in tensors)
 
@@ -267,25 +337,19 @@ class Trainer:
         started = time.perf_counter() - self.elapsed
         stop = False
         while not stop and self.step < cfg.max_steps:
-            batches = self.epoch_batches(self.epoch)
-            while self.batch_in_epoch < len(batches):
-                idx = batches[self.batch_in_epoch]
-                batch = self._to_device(collate([self.train_src[i] for i in idx],
-                                                [self.train_tgt[i] for i in idx]))
-                loss_sum, ntok = self.ddp(*batch, label_smoothing=cfg.label_smoothing)
-                self.optimizer.zero_grad(set_to_none=True)
-                (loss_sum / ntok).backward()
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
-                self.optimizer.step()
+            for number, (src, tgt) in enumerate(self._in_step(self.epoch_batches(self.epoch))):
+                if number < self.batch_in_epoch:  # resumed in the middle of this epoch
+                    continue
+                loss_sum, ntok = self.train_step(src, tgt)
                 self.step += 1
                 self.batch_in_epoch += 1
                 self.elapsed = time.perf_counter() - started
-                window_loss, window_tokens = window_loss + loss_sum.item(), window_tokens + ntok
+                window_loss, window_tokens = window_loss + loss_sum, window_tokens + ntok
                 now = time.perf_counter()
                 bar.update(1)
                 bar.set_postfix(epoch=self.epoch, loss=f"{window_loss / window_tokens:.3f}",
                                 ppl=f"{math.exp(min(window_loss / window_tokens, 50)):.1f}",
-                                tok_s=f"{window_tokens * self.world / max(now - window_start, 1e-9):.0f}",
+                                tok_s=f"{window_tokens / max(now - window_start, 1e-9):.0f}",
                                 refresh=False)
                 out_of_time = cfg.max_minutes and self.elapsed >= cfg.max_minutes * 60
                 if self.step % cfg.valid_every == 0 or self.step >= cfg.max_steps or out_of_time:
