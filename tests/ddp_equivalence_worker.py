@@ -2,7 +2,6 @@
 same global batches; writes the global losses and the parameters (rank 0 / the single process)."""
 
 import json
-import os
 import sys
 from pathlib import Path
 
