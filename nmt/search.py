@@ -231,6 +231,8 @@ class BatchSearch:
         keep = np.flatnonzero(~np.isin(self.row_slot, list(gone)))
         self._keep_rows(keep, self.row_last[keep], self.row_score[keep], None, None)
 
+    fast_greedy = True  # the shortcut below when every row is greedy and no guard is on (tests compare both)
+
     def advance(self) -> list[SearchRequest]:
         """Run one decoder step for every row; return the requests that finished in it."""
         if not len(self):
@@ -240,6 +242,8 @@ class BatchSearch:
         k = int(beam.max()) + 1 + extra
         top_lp, top_ids, attention, new_state = self.engine.step(self.row_last, self.state, k)
         self.state = new_state
+        if k == 2 and self.fast_greedy:  # all greedy, no guard: one row per request, no ranking
+            return self._advance_greedy(top_lp, top_ids, attention)
         lp = top_lp.astype(np.float64)
         if penalized is not None:
             hit = _row_isin(top_ids, penalized)
@@ -287,6 +291,31 @@ class BatchSearch:
         if done_slots:
             keep = keep[~np.isin(cand_slot[keep], done_slots)]
         self._keep_rows(cand_row[keep], cand_tok[keep], cand[keep], cand_row[keep], attention)
+        return done
+
+    def _advance_greedy(self, top_lp, top_ids, attention) -> list[SearchRequest]:
+        """`advance` for greedy rows: the best candidate of each row, the end of sentence masked
+        while a row is shorter than its min_length. Same results as the general ranking (tested),
+        a quarter of its numpy calls: at batch 1 the bookkeeping is a third of a step."""
+        lp = top_lp.astype(np.float64)
+        lp[(self.row_len < self._min_len[self.row_slot])[:, None] & (top_ids == self.eos)] = -np.inf
+        best = np.argmax(lp, axis=1)
+        rows = np.arange(len(self))
+        token = top_ids[rows, best].astype(np.int64)
+        score = self.row_score + lp[rows, best]
+        valid = np.isfinite(score)
+        ended = valid & (token == self.eos)
+        alive = valid & ~ended
+        at_max = alive & (self.row_len + 1 >= self._max_len[self.row_slot])
+        for i in np.flatnonzero(ended | at_max).tolist():
+            self._finish(i, token[i], score[i], bool(ended[i]), attention)
+        keep = np.flatnonzero(alive & ~at_max)
+        leaving = set(self.row_slot[np.flatnonzero(~(alive & ~at_max))].tolist())
+        done_slots = [slot for slot in self.requests if slot in leaving]
+        done = [self._complete(slot) for slot in done_slots]
+        for slot in done_slots:
+            self._release(slot)
+        self._keep_rows(keep, token[keep], score[keep], keep, attention)
         return done
 
     # -- internals ---------------------------------------------------------------------------

@@ -220,3 +220,35 @@ def test_attention_rows_are_those_of_the_steps_that_produced_each_token(beam):
             for j in range(len(h.token_ids)):  # row j: the step that chose token j, after tokens[:j]
                 expected = engine.attention_for(tuple(h.token_ids[:j]), len(src))
                 np.testing.assert_allclose(h.attention[j], expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_greedy_shortcut_gives_what_the_general_ranking_gives(seed):
+    """Mixed lengths, min/max lengths, attention and requests joining mid-flight: the greedy
+    shortcut and the general beam bookkeeping produce the same hypotheses, scores and attention."""
+    rng = np.random.default_rng(seed)
+    sources = [list(rng.integers(4, 40, rng.integers(1, 9))) for _ in range(12)]
+    options = [SearchOptions(min_length=int(rng.integers(0, 4)), max_length=int(rng.integers(4, 12)),
+                             return_attention=bool(i % 2), length_penalty=float(rng.choice([0.0, 1.0])))
+               for i in range(12)]
+    results = []
+    for fast in (True, False):
+        search = BatchSearch(TinyEngine(seed))
+        search.fast_greedy = fast
+        requests = [SearchRequest(s, o) for s, o in zip(sources, options)]
+        search.admit(requests[:5])
+        waiting, steps = requests[5:], 0
+        while len(search) or waiting:
+            if steps % 2 == 0 and waiting:
+                search.admit(waiting[:3])
+                waiting = waiting[3:]
+            search.advance()
+            steps += 1
+        results.append(requests)
+    for fast, general in zip(*results):
+        assert [h.token_ids for h in fast.hypotheses] == [h.token_ids for h in general.hypotheses]
+        assert [h.score for h in fast.hypotheses] == pytest.approx([h.score for h in general.hypotheses], abs=1e-9)
+        for a, b in zip(fast.hypotheses, general.hypotheses):
+            assert (a.attention is None) == (b.attention is None)
+            if a.attention is not None:
+                assert np.allclose(a.attention, b.attention)
