@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -218,3 +219,31 @@ def test_shutdown_refuses_new_http_translations_and_finishes_running_ones():
         srv.stop()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(srv.http + "/languages", timeout=5)
+
+
+def test_overload_is_429_with_retry_after_and_a_deadline_is_504():
+    slow = {"texts": ["Ein Mann fährt Fahrrad."] * 6,
+            "options": {"beamSize": 5, "minOutputTokens": 150, "maxOutputTokens": 160}}
+    # 5 rows: one beam-5 sentence decodes at a time, the first request's other 5 wait in the queue
+    srv = RunningServer(make_config(http_port=free_port(), scheduler__max_queue=8, scheduler__max_rows=5,
+                                    limits__max_request_seconds=0.5)).start()
+    try:
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(call(srv.http + "/v1/translate", slow)))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+            time.sleep(0.15)  # the first is queued before the others arrive
+        for t in threads:
+            t.join(60)
+        statuses = sorted(status for status, _, _ in results)
+        assert 429 in statuses and 504 in statuses, statuses
+        for status, data, headers in results:
+            if status == 429:
+                assert data["error"]["status"] == "UNAVAILABLE" and "overloaded" in data["error"]["message"]
+                assert headers.get("Retry-After") == "1"
+            if status == 504:
+                assert data["error"]["status"] == "DEADLINE_EXCEEDED"
+        assert call(srv.http + "/translate", {"q": "Ein Hund.", "source": "de", "target": "en"})[0] == 200
+    finally:
+        srv.stop()
