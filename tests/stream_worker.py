@@ -2,7 +2,6 @@
 was trained, as JSON."""
 
 import json
-import resource
 import sys
 from pathlib import Path
 
@@ -14,5 +13,8 @@ from training.trainer import Trainer  # noqa: E402
 trainer = Trainer(load_config(None, sys.argv[1:]))
 result = trainer.train()
 trainer.close()
-print(json.dumps({"step": result["step"], "sampled": len(trainer.train_text),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM: this program's peak resident memory (getrusage's maxrss would include the parent's
+# memory at fork time, which Linux carries across exec)
+peak_kb = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+               if line.startswith("VmHWM:"))
+print(json.dumps({"step": result["step"], "sampled": len(trainer.train_text), "peak_rss_mb": peak_kb / 1024}))
