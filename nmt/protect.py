@@ -46,8 +46,9 @@ class Protected:
 def protect(text: str, is_name=None, can_encode=None) -> Protected:
     """Replace protected items by placeholders, left to right, at most len(PLACEHOLDERS) of them.
 
-    is_name(word) -> bool says whether a word (not the sentence's first) is a name the model cannot
-    know, to be copied as it is. can_encode(str) -> bool says whether
+    is_name(word) -> bool says whether a word is a name the model cannot know, to be copied as it
+    is; the sentence's first word too (its capital says nothing, but is_name looks it up in any
+    casing: "Grzegorz fährt" keeps the name, "Ein Mann" is a known word). can_encode(str) -> bool says whether
     the vocabulary covers a word's characters; one it does not cover is protected whole.
     """
     spans: list[tuple[int, int]] = [m.span() for m in _ITEM_RE.finditer(text)]
@@ -69,7 +70,7 @@ def protect(text: str, is_name=None, can_encode=None) -> Protected:
             continue
         if can_encode is not None and not can_encode(core):
             spans.append((start, start + len(core)))
-        elif is_name is not None and i > 0 and is_name(text[start:start + len(core)]):
+        elif is_name is not None and is_name(text[start:start + len(core)]):
             spans.append((start, start + len(core)))
     spans.sort()
     out, items, pos = [], {}, 0

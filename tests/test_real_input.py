@@ -121,9 +121,11 @@ def test_what_people_type_comes_back_whole(client):
              "Ein Mann schreibt info.104@mail.de an eine Tafel.",
              "Eine Frau geht an einem Plakat für www.sommerfest2024.de vorbei.",
              "Ein Hund namens Balthasar spielt im Park.",
-             "Zwei Kinder essen Eis 🍦 am Strand."]
-    items = ["99", "info.104@mail.de", "www.sommerfest2024.de", "Balthasar", "🍦"]
-    results = client.translate(cases, beam_size=5)
+             "Zwei Kinder essen Eis 🍦 am Strand.",
+             "Grzegorz fährt mit dem Fahrrad zur Arbeit.",  # a name as the first word
+             "Anna und Balthasar spielen Gitarre."]
+    items = ["99", "info.104@mail.de", "www.sommerfest2024.de", "Balthasar", "🍦", "Grzegorz", "Anna"]
+    results = client.translate(cases[:4], beam_size=5) + client.translate(cases[4:], beam_size=5)
     for item, t in zip(items, results):
         assert t.text.count(item) == 1, (item, t.text)
         assert "⦅" not in t.text and "⁇" not in t.text
