@@ -139,12 +139,16 @@ def soak() -> str:
 
 def serve() -> str:
     r = _load("serve")
-    lines = ["| clients | scheduler | beam | sentences/s | vs one client | sentences per decoder step | p50 / p99 ms | outputs identical |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| clients | scheduler | beam | sentences/s | vs one client | sentences per decoder step | p50 / p99 ms "
+             "| outputs identical | vs the engine alone |", "|---|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
+        vs = f"{row['vs_engine']:.0%}" if "vs_engine" in row else ""
         lines.append(f"| {row['clients']} | {row['scheduler']} | {row['beam']} | {row['per_s']:.1f} | {row['ratio']:.2f}x | "
-                     f"{row['batch']:.1f} | {row['p50_ms']} / {row['p99_ms']} | {row['identical']:.0%} |")
-    return "\n".join(lines) + "\n\n" + _source(r)
+                     f"{row['batch']:.1f} | {row['p50_ms']} / {row['p99_ms']} | {row['identical']:.0%} | {vs} |")
+    alone = ", ".join(f"beam {b}: {v:.1f} sentences/s" for b, v in r.get("engine_alone", {}).items())
+    note = (f"\n\nThe engine alone (same sentences, same text pipeline, batches of {r['engine_batch']}, in its "
+            f"own process, same run): {alone}." if alone else "")
+    return "\n".join(lines) + note + "\n\n" + _source(r)
 
 
 def engines() -> str:

@@ -4,7 +4,9 @@ continuous and static batching, greedy and beam search, against the real server 
     python bench/serve_bench.py [--bundle models/demo-de-en] [--sentences 256] [--clients 32]
 
 Prints a table (sentences/s, ratio to one client at a time, mean sentences per executed decoder
-step, p50/p99 latency, outputs identical to the one-at-a-time run) and saves bench/out/serve.png.
+step, p50/p99 latency, outputs identical to the one-at-a-time run, and the share of what the engine
+alone does with the same sentences in batches of 32, measured in the same run in its own process)
+and saves bench/results/serve.png.
 The "1 in 4 long" rows make every fourth call ask for 80+ output tokens; their latency columns are
 those of the other, ordinary calls: what a short request pays for sharing the server with long ones.
 """
@@ -100,14 +102,38 @@ def run(server: Server, texts: list[str], clients: int, beam: int, long_every: i
             "p50": statistics.median(latencies), "p99": latencies[int(0.99 * (len(latencies) - 1))]}
 
 
+def engine_alone(bundle: str, count: int, beam: int, batch: int) -> None:
+    """Child process: the same sentences through the same text pipeline, straight into the engine in
+    batches of `batch` (no gRPC, no scheduler); prints sentences/s."""
+    from nmt.bundle import load_bundle
+    from nmt.search import SearchOptions
+    from nmt.text import translate_texts
+    from service.models import text_processor
+    from nmt.tokenizer import Tokenizer
+    from service.onnx_engine import OnnxEngine
+
+    b = load_bundle(bundle)
+    engine = OnnxEngine(b, threads=0)
+    processor = text_processor(b, Tokenizer(b.source_tokenizer), Tokenizer(b.target_tokenizer))
+    texts = sample_sentences(count)
+    options = SearchOptions(beam_size=beam, max_length_factor=2.0)
+    translate_texts(engine, processor, texts[:16], options, max_batch=batch)
+    started = time.perf_counter()
+    translate_texts(engine, processor, texts, options, max_batch=batch)
+    print(len(texts) / (time.perf_counter() - started))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engine-alone", type=int, metavar="BEAM", help=argparse.SUPPRESS)
     p.add_argument("--bundle", default=str(ROOT / "models" / "demo-de-en"))
     p.add_argument("--sentences", type=int, default=256)
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--beams", default="1,5")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "serve.png"))
     args = p.parse_args()
+    if args.engine_alone is not None:
+        return engine_alone(args.bundle, args.sentences, args.engine_alone, args.clients)
     texts = sample_sentences(args.sentences)
     rows = []
     beams = [int(b) for b in args.beams.split(",")]
@@ -124,23 +150,34 @@ def main() -> None:
                              run(server, texts, args.clients, 1, long_every=4)))
         finally:
             server.stop()
+    engine = {}  # beam -> sentences/s of the engine alone, batches of `clients`, same sentences
+    for beam in beams:
+        out = subprocess.run([sys.executable, __file__, "--bundle", args.bundle, "--sentences", str(args.sentences),
+                              "--clients", str(args.clients), "--engine-alone", str(beam)],
+                             capture_output=True, text=True, check=True, cwd=ROOT)
+        engine[beam] = float(out.stdout.strip().splitlines()[-1])
     baseline = {beam: r for name, sched, beam, r in rows if name.startswith("1 client")}
     records = []
     print(f"\n{len(texts)} sentences, one per call, bundle {args.bundle}\n")
     print(f"{'clients':<20}{'scheduler':<12}{'beam':>5}{'sent/s':>9}{'ratio':>7}{'batch':>7}"
-          f"{'p50 ms':>8}{'p99 ms':>8}  identical")
+          f"{'p50 ms':>8}{'p99 ms':>8}  identical  vs engine")
     for name, sched, beam, r in rows:
         base = baseline[beam]
         compared = [(a, b) for i, (a, b) in enumerate(zip(r["outputs"], base["outputs"]))
                     if "long" not in name or i % 4]  # long calls asked for different output
         same = sum(a == b for a, b in compared) / len(compared)
         print(f"{name:<20}{sched:<12}{beam:>5}{r['rate']:>9.1f}{r['rate'] / base['rate']:>6.2f}x"
-              f"{r['batch']:>7.1f}{r['p50'] * 1000:>8.0f}{r['p99'] * 1000:>8.0f}  {same:.1%}")
+              f"{r['batch']:>7.1f}{r['p50'] * 1000:>8.0f}{r['p99'] * 1000:>8.0f}  {same:>8.1%}"
+              f"  {r['rate'] / engine[beam]:>8.0%}")
         records.append({"clients": name, "scheduler": sched, "beam": beam, "per_s": round(r["rate"], 1),
                         "ratio": round(r["rate"] / base["rate"], 2), "batch": round(r["batch"], 1),
                         "p50_ms": round(r["p50"] * 1000), "p99_ms": round(r["p99"] * 1000),
-                        "identical": round(same, 4)})
-    write_result("serve", {"sentences": len(texts), "bundle": Path(args.bundle).name, "rows": records})
+                        "identical": round(same, 4), "vs_engine": round(r["rate"] / engine[beam], 3)})
+    print("\nengine alone (same sentences and text pipeline, batches of "
+          f"{args.clients}, own process): " + ", ".join(f"beam {b}: {v:.1f}/s" for b, v in engine.items()))
+    write_result("serve", {"sentences": len(texts), "bundle": Path(args.bundle).name, "rows": records,
+                           "engine_alone": {str(b): round(v, 1) for b, v in engine.items()},
+                           "engine_batch": args.clients})
     plot(rows, baseline, Path(args.out))
 
 
