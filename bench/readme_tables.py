@@ -142,7 +142,7 @@ def serve() -> str:
     lines = ["| clients | scheduler | beam | sentences/s | vs one client | sentences per decoder step | p50 / p99 ms "
              "| outputs identical | vs the engine alone |", "|---|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
-        vs = f"{row['vs_engine']:.0%}" if "vs_engine" in row else ""
+        vs = f"{row['vs_engine']:.0%}" if "vs_engine" in row and row["clients"].endswith("concurrent") else ""
         lines.append(f"| {row['clients']} | {row['scheduler']} | {row['beam']} | {row['per_s']:.1f} | {row['ratio']:.2f}x | "
                      f"{row['batch']:.1f} | {row['p50_ms']} / {row['p99_ms']} | {row['identical']:.0%} | {vs} |")
     alone = ", ".join(f"beam {b}: {v:.1f} sentences/s" for b, v in r.get("engine_alone", {}).items())
