@@ -242,10 +242,13 @@ class HttpApi:
         Alternatives are plain text (markup placement follows the best translation's attention)."""
         parsed = [markup.parse(d) for d in documents]
         texts = [s.text for segments in parsed for s in segments if s.translatable]
-        translations = []
-        if texts:
-            response = await self.core.translate(pb.TranslateRequest(texts=texts, model=model, options=options))
-            translations = list(response.translations)
+        # a page has more paragraphs than a request has texts (--max-texts): several requests, at
+        # once; the body size (--max-message-bytes) and the queue bound the whole
+        step = self.core.cfg.limits.max_texts
+        responses = await asyncio.gather(*(
+            self.core.translate(pb.TranslateRequest(texts=texts[i:i + step], model=model, options=options))
+            for i in range(0, len(texts), step)))
+        translations = [t for response in responses for t in response.translations]
         out, alts, k = [], [], 0
         for segments in parsed:
             n = sum(s.translatable for s in segments)

@@ -247,3 +247,14 @@ def test_overload_is_429_with_retry_after_and_a_deadline_is_504():
         assert call(srv.http + "/translate", {"q": "Ein Hund.", "source": "de", "target": "en"})[0] == 200
     finally:
         srv.stop()
+
+
+def test_a_page_with_more_paragraphs_than_a_request_has_texts_is_translated_whole(server):
+    paragraphs = ["Ein Hund rennt.", "Eine Katze schläft.", "Zwei Kinder spielen im Park."] * 7  # 21 > --max-texts 8
+    page = "<html><body>" + "".join(f"<p>{p}</p>" for p in paragraphs) + "</body></html>"
+    status, data, _ = call(server.http + "/translate", {"q": page, "source": "de", "target": "en", "format": "html"})
+    assert status == 200
+    out = parse(data["translatedText"])
+    texts = [s.text for s in out if s.translatable]
+    assert len(texts) == 21 and texts == texts[:3] * 7  # every paragraph, each as it is alone
+    assert "dog" in texts[0] and "cat" in texts[1] and "children" in texts[2]
