@@ -68,6 +68,7 @@ class ServerConfig:
     port: int = 50051
     metrics_port: int = 9090
     http_port: int = 8080  # HTTP/JSON API, LibreTranslate API and the attention page (0: off)
+    cors_origins: str = "*"  # origins whose pages may call the HTTP API (comma-separated; empty: none)
     threads: int = 0  # ONNX Runtime intra-op threads (0: one per core)
     int8_kernels: str = "auto"  # auto | int8 | fp32: how int8 bundles run (service/int8.py)
     grace_seconds: float = 10.0
@@ -87,6 +88,8 @@ FLAGS = [
     ("port", None, "port", int, "gRPC port"),
     ("metrics-port", None, "metrics_port", int, "Prometheus /metrics port (0: off)"),
     ("http-port", None, "http_port", int, "HTTP port: JSON API, LibreTranslate API, attention page (0: off)"),
+    ("cors-origins", None, "cors_origins", str,
+     "origins whose web pages may call the HTTP API, comma-separated ('*': any, empty: none)"),
     ("threads", None, "threads", int, "ONNX Runtime threads (0: the CPUs the container may use: cgroup quota, affinity)"),
     ("int8-kernels", None, "int8_kernels", str,
      "int8 bundles: auto (int8 where the CPU has int8 dot products, else fp32 weights), int8 or fp32"),

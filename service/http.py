@@ -45,7 +45,7 @@ def http_status(error: ServiceError) -> int:
 
 
 class HttpApi:
-    def __init__(self, core: TranslationCore, token: str = "") -> None:
+    def __init__(self, core: TranslationCore, token: str = "", cors_origins: str = "*") -> None:
         self.core = core
         self.expected = f"Bearer {token}".encode() if token else b""
         self.token = token
@@ -60,6 +60,16 @@ class HttpApi:
             web.post("/v1/translate", self.v1_translate), web.get("/v1/models", self.v1_models),
             web.post("/translate", self.lt_translate), web.get("/languages", self.lt_languages),
             web.post("/detect", self.lt_detect)])
+        if cors_origins:  # browser apps and extensions on other origins (LibreTranslate allows them too)
+            import aiohttp_cors
+
+            options = aiohttp_cors.ResourceOptions(allow_headers=("Content-Type", "Authorization"),
+                                                   expose_headers=("Retry-After",), max_age=3600)
+            cors = aiohttp_cors.setup(self.app, defaults={
+                origin.strip(): options for origin in cors_origins.split(",") if origin.strip()})
+            for route in list(self.app.router.routes()):
+                if route.resource.canonical not in ("/", "/openapi.json"):
+                    cors.add(route)
 
     # -- plumbing -------------------------------------------------------------------------------
 

@@ -150,7 +150,7 @@ def create_server(cfg: ServerConfig, metrics: Metrics | None = None) -> Server:
         raise StartupError(f"cannot listen on {address}: {e} (is another server using the port?)") from None
     if not port:
         raise StartupError(f"cannot listen on {address} (is another server using the port?)")
-    http = HttpApi(core, cfg.auth_token) if cfg.http_port else None
+    http = HttpApi(core, cfg.auth_token, cfg.cors_origins) if cfg.http_port else None
     return Server(server, port, models, health_servicer, metrics, core, http)
 
 

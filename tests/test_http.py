@@ -258,3 +258,24 @@ def test_a_page_with_more_paragraphs_than_a_request_has_texts_is_translated_whol
     texts = [s.text for s in out if s.translatable]
     assert len(texts) == 21 and texts == texts[:3] * 7  # every paragraph, each as it is alone
     assert "dog" in texts[0] and "cat" in texts[1] and "children" in texts[2]
+
+
+def test_web_pages_on_other_origins_may_call_the_api(server):
+    preflight = urllib.request.Request(server.http + "/translate", method="OPTIONS", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,authorization"})
+    with urllib.request.urlopen(preflight, timeout=10) as r:
+        assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] in ("*", "https://app.example")
+        assert "authorization" in r.headers["Access-Control-Allow-Headers"].lower()
+    request = urllib.request.Request(server.http + "/translate", data=json.dumps(
+        {"q": "Ein Hund.", "source": "de", "target": "en"}).encode(),
+        headers={"Content-Type": "application/json", "Origin": "https://app.example"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert r.headers["Access-Control-Allow-Origin"] in ("*", "https://app.example")
+    closed = RunningServer(make_config(http_port=free_port(), cors_origins="")).start()
+    try:
+        request = urllib.request.Request(closed.http + "/v1/models", headers={"Origin": "https://app.example"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert "Access-Control-Allow-Origin" not in r.headers
+    finally:
+        closed.stop()
