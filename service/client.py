@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             for m in client.list_models():
                 scores = ", ".join(f"{s.decoding} BLEU {s.bleu:.1f}" for s in m.scores)
                 print(f"{m.name}{' (default)' if m.is_default else ''}: {m.source_language}->{m.target_language}, "
-                      f"quantization {m.quantization}{'; ' + scores if scores else ''}")
+                      f"quantization {m.quantization}, runs {m.kernels.split(':')[0] or '?'}"
+                      f"{', vocabulary shortlist' if m.has_shortlist else ''}{'; ' + scores if scores else ''}")
             return 0
         options = dict(beam_size=args.beam, num_hypotheses=args.n_best, max_length_factor=args.length_factor,
                        no_repeat_ngram_size=args.no_repeat_ngram, repetition_penalty=args.repetition_penalty,

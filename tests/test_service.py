@@ -241,6 +241,10 @@ def test_cli_prints_translation_heatmap_and_plot(server, tmp_path):
     run = subprocess.run([sys.executable, "-m", "service.client", "x", "--target", server.address, "--beam", "9"],
                          capture_output=True, text=True, cwd=root, timeout=60)
     assert run.returncode == 1 and run.stderr.startswith("error: INVALID_ARGUMENT: options.beam_size")
+    run = subprocess.run([sys.executable, "-m", "service.client", "--list-models", "--target", server.address],
+                         capture_output=True, text=True, cwd=root, timeout=60)
+    assert run.returncode == 0 and run.stdout.startswith("demo-de-en (default): de->en, quantization none, runs fp32, "
+                                                         "vocabulary shortlist; ")
 
 
 def test_reflection_lists_the_services(server):
