@@ -88,7 +88,7 @@ class HttpApi:
                 f"{request.method} {request.path}: {e.reason}"), status=e.status)
         metrics = self.core.metrics
         metrics.http_requests.labels(request.method, route, str(response.status)).inc()
-        metrics.http_seconds.labels(request.method, route).observe(time.perf_counter() - started)
+        metrics.http_seconds.labels(request.method, route, str(response.status)).observe(time.perf_counter() - started)
         return response
 
     def _error(self, request: web.Request, error: ServiceError, status: int | None = None) -> web.Response:

@@ -76,7 +76,7 @@ class Metrics:
         self.http_requests = Counter("http_requests_total", "HTTP requests, by method, route and status.",
                                      ["method", "route", "status"], registry=r)
         self.http_seconds = Histogram("http_request_duration_seconds", "HTTP request handling time, seconds.",
-                                      ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
+                                      ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=r)
         for reason in REJECTION_REASONS:
             self.rejections.labels(reason)
         for reason in CANCEL_REASONS:
