@@ -179,7 +179,8 @@ def shortlist() -> str:
              "| identical to full |", "|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
         for name, c in row["configs"].items():
-            lines.append(f"| {row['size']} | {row['candidates_per_sentence']:.0f} | {row['union_per_batch']:.0f} | {name} "
+            decoding = name if "batch 1" in name else f"{name}, batch {r['batch']}"
+            lines.append(f"| {row['size']} | {row['candidates_per_sentence']:.0f} | {row['union_per_batch']:.0f} | {decoding} "
                          f"| {c['full']:.1f} -> {c['shortlist']:.1f} | {c['speedup']:.2f}x "
                          f"| {c['bleu_full']:.2f} -> {c['bleu_shortlist']:.2f} | {c['identical']:.1%} |")
     return "\n".join(lines) + "\n\n" + _source(r)
