@@ -12,6 +12,13 @@ from service.scheduler import Job, Scheduler
 from tests.tiny import LengthEngine
 
 
+def until(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.002)
+
+
 def run_jobs(kind: str, plan: list[tuple[float, int]], **cfg):
     """plan: (submit time in s, output length). Returns finish order and the scheduler's metrics."""
     engine = LengthEngine(delay=0.004)
@@ -176,9 +183,9 @@ def test_cancelled_jobs_leave_the_queue_at_once_and_shutdown_answers_the_rest():
     waiting = make_jobs(3, on_done)
     assert scheduler.submit(running) is None
     scheduler.start()
-    time.sleep(0.05)
-    assert scheduler.submit(waiting) is None
-    time.sleep(0.05)  # the first is decoding (max_rows 1), three wait: the queue is full
+    until(lambda: len(scheduler.search) == 1)  # the first is decoding (max_rows 1): polled, not slept,
+    assert scheduler.submit(waiting) is None  # so a busy machine cannot reorder the steps
+    until(lambda: scheduler.queued == 3)  # three wait: the queue is full
     assert scheduler.submit(make_jobs(1, on_done)) == "overloaded"
     scheduler.cancel(waiting[:2])
     assert [j.error for j in waiting[:2]] == ["cancelled", "cancelled"]  # answered now, not later
