@@ -105,12 +105,8 @@ def _with_nodes(model, nodes):
     """Give the graph these nodes, drop the initializers nothing reads any more, check it."""
     import onnx
 
-    graph = model.graph
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = {i for n in graph.node for i in n.input}
-    keep = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
+    from service.int8 import replace_nodes
+
+    replace_nodes(model.graph, nodes, [])
     onnx.checker.check_model(model)
     return model

@@ -2,9 +2,9 @@
 may produce, so that the decoder's output projection and TopK run over those tokens only.
 
 A sentence's candidates are the `frequent` most frequent target tokens, the `per_token` most likely
-translations of each of its source tokens (p(t|s) from sentence-level co-occurrence in the training
-data), target tokens spelled like one of its source tokens (names, numbers) and the symbols that must
-always be reachable (end of sentence, placeholders). Each row is normalised over its own candidates
+translations of each of its source tokens (Dice coefficient of sentence-level co-occurrence in the
+training data), target tokens spelled like one of its source tokens (names, numbers) and the
+symbols that must always be reachable (end of sentence, placeholders). Each row is normalised over its own candidates
 only, so a sentence's output does not depend on the other sentences of its batch.
 """
 
@@ -55,7 +55,8 @@ def build(src_sentences: list[list[int]], tgt_sentences: list[list[int]], src_pi
           tgt_pieces: list[str], always_ids: list[int], frequent: int = 100, per_token: int = 50,
           scoring: str = "dice") -> Shortlist:
     """Count co-occurrences of source and target tokens in sentence pairs (token ids) and keep,
-    per source token, the `per_token` target tokens with the highest p(t|s)."""
+    per source token, the `per_token` target tokens it is most associated with ("dice": the Dice
+    coefficient, which does not favour frequent tokens; "p": p(t|s)), besides the `frequent` ones."""
     vs, vt = len(src_pieces), len(tgt_pieces)
     pairs = np.zeros((vs, vt), np.int32)
     src_count = np.zeros(vs, np.int64)

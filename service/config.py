@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+
 def _flag(value: str) -> bool:
     """A boolean flag value: 1/0, true/false, yes/no, on/off."""
     text = str(value).strip().lower()

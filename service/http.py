@@ -53,6 +53,7 @@ class HttpApi:
                             for lang in (m.bundle.manifest.get("source_language"),
                                          m.bundle.manifest.get("target_language")) if lang})
         self.detector = Detector(languages)
+        self.page_html = PAGE.read_bytes()
         self.app = web.Application(client_max_size=core.cfg.limits.max_message_bytes,
                                    middlewares=[self._observe])
         self.app.add_routes([
@@ -75,11 +76,14 @@ class HttpApi:
 
     @web.middleware
     async def _observe(self, request: web.Request, handler):
-        """Metrics by route and status; body-size and unknown-route errors as JSON."""
+        """Errors as JSON (the handlers' ServiceErrors, body size, unknown routes); metrics by route
+        and status."""
         started = time.perf_counter()
         route = request.path if request.path in ROUTES else "other"
         try:
             response = await handler(request)
+        except ServiceError as e:
+            response = self._error(request, e)
         except web.HTTPRequestEntityTooLarge as e:
             response = self._error(request, ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, e.text or "request too large"))
         except web.HTTPException as e:
@@ -111,7 +115,7 @@ class HttpApi:
         given = request.headers.get("Authorization", "").encode()
         if hmac.compare_digest(given, self.expected):
             return
-        if api_key is not None and hmac.compare_digest(api_key.encode(), self.token.encode()):
+        if api_key is not None and hmac.compare_digest(str(api_key).encode(), self.token.encode()):
             return
         self.core.metrics.rejections.labels("unauthenticated").inc()
         if self._libretranslate(request):  # LibreTranslate answers a bad key with 403
@@ -132,16 +136,10 @@ class HttpApi:
         form = await request.post()
         return {k: (form.getall(k) if len(form.getall(k)) > 1 else form[k]) for k in form}
 
-    async def _guarded(self, request: web.Request, handler) -> web.StreamResponse:
-        try:
-            return await handler()
-        except ServiceError as e:
-            return self._error(request, e)
-
     # -- the page and the documents -----------------------------------------------------------
 
     async def page(self, request: web.Request) -> web.Response:
-        return web.Response(body=PAGE.read_bytes(), content_type="text/html", charset="utf-8",
+        return web.Response(body=self.page_html, content_type="text/html", charset="utf-8",
                             headers={"Content-Security-Policy": "default-src 'self'; style-src 'self' "
                                      "'unsafe-inline'; script-src 'self' 'unsafe-inline'; img-src 'self' data:"})
 
@@ -151,22 +149,18 @@ class HttpApi:
     # -- the proto's API in JSON --------------------------------------------------------------
 
     async def v1_models(self, request: web.Request) -> web.Response:
-        async def run():
-            self._authorize(request)
-            return web.json_response(json_format.MessageToDict(self.core.list_models()))
-        return await self._guarded(request, run)
+        self._authorize(request)
+        return web.json_response(json_format.MessageToDict(self.core.list_models()))
 
     async def v1_translate(self, request: web.Request) -> web.Response:
-        async def run():
-            self._authorize(request)
-            body = await self._body(request)
-            try:
-                message = json_format.ParseDict(body, pb.TranslateRequest())
-            except json_format.ParseError as e:
-                raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"not a TranslateRequest: {e}") from None
-            response = await self.core.translate(message)
-            return web.json_response(json_format.MessageToDict(response))
-        return await self._guarded(request, run)
+        self._authorize(request)
+        body = await self._body(request)
+        try:
+            message = json_format.ParseDict(body, pb.TranslateRequest())
+        except json_format.ParseError as e:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"not a TranslateRequest: {e}") from None
+        response = await self.core.translate(message)
+        return web.json_response(json_format.MessageToDict(response))
 
     # -- LibreTranslate ------------------------------------------------------------------------
 
@@ -180,15 +174,13 @@ class HttpApi:
                                   for code, t in sorted(targets.items())])
 
     async def lt_detect(self, request: web.Request) -> web.Response:
-        async def run():
-            body = await self._body(request)
-            self._authorize(request, body.get("api_key"))
-            q = body.get("q")
-            if not isinstance(q, str) or not q.strip():
-                raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "Invalid request: missing q parameter")
-            ranked = await asyncio.to_thread(self.detector.rank, q)
-            return web.json_response([{"confidence": round(p * 100, 1), "language": code} for code, p in ranked])
-        return await self._guarded(request, run)
+        body = await self._body(request)
+        self._authorize(request, body.get("api_key"))
+        q = body.get("q")
+        if not isinstance(q, str) or not q.strip():
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "Invalid request: missing q parameter")
+        ranked = await asyncio.to_thread(self.detector.rank, q)
+        return web.json_response([{"confidence": round(p * 100, 1), "language": code} for code, p in ranked])
 
     def _model_for(self, source: str, target: str) -> str:
         """The served model for a language pair, refused the way LibreTranslate refuses it."""
@@ -203,49 +195,47 @@ class HttpApi:
         return pairs[(source, target)]
 
     async def lt_translate(self, request: web.Request) -> web.Response:
-        async def run():
-            body = await self._body(request)
-            self._authorize(request, body.get("api_key"))
-            q, source, target = body.get("q"), body.get("source"), body.get("target")
-            for key, value in (("q", q), ("source", source), ("target", target)):
-                if value is None or value == "":
-                    raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid request: missing {key} parameter")
-            texts = q if isinstance(q, list) else [q]
-            if not all(isinstance(t, str) for t in texts):
-                raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "Invalid request: q must be text or a list of texts")
-            fmt = body.get("format", "text") or "text"
-            if fmt not in ("text", "html"):
-                raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid request: format {fmt!r} (text or html)")
-            try:
-                alternatives = int(body.get("alternatives", 0) or 0)
-            except (TypeError, ValueError):
-                raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "Invalid request: alternatives must be a number") from None
-            if not 0 <= alternatives < self.core.cfg.limits.max_beam:
-                raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"Invalid request: alternatives must be between 0 and {self.core.cfg.limits.max_beam - 1}")
-            detected = None
-            if source == "auto":
-                ranked = [await asyncio.to_thread(self.detector.rank, t) for t in texts]
-                detected = [{"confidence": round(r[0][1] * 100, 1), "language": r[0][0]} if r else
-                            {"confidence": 0.0, "language": ""} for r in ranked]
-                source = max(detected, key=lambda d: d["confidence"])["language"] if detected else ""
-            model = self._model_for(source, target)
-            options = pb.DecodingOptions(beam_size=alternatives + 1 if alternatives else 0,
-                                         num_hypotheses=alternatives + 1, return_attention=fmt == "html")
-            if fmt == "html":
-                translated, alts = await self._translate_html(texts, model, options)
-            else:
-                response = await self.core.translate(pb.TranslateRequest(texts=texts, model=model, options=options))
-                translated = [t.hypotheses[0].text for t in response.translations]
-                alts = [[h.text for h in t.hypotheses[1:]] for t in response.translations]
-            one = not isinstance(q, list)
-            result: dict = {"translatedText": translated[0] if one else translated}
-            if alternatives:
-                result["alternatives"] = alts[0] if one else alts
-            if detected is not None:
-                result["detectedLanguage"] = detected[0] if one else detected
-            return web.json_response(result)
-        return await self._guarded(request, run)
+        body = await self._body(request)
+        self._authorize(request, body.get("api_key"))
+        q, source, target = body.get("q"), body.get("source"), body.get("target")
+        for key, value in (("q", q), ("source", source), ("target", target)):
+            if value is None or value == "":
+                raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid request: missing {key} parameter")
+        texts = q if isinstance(q, list) else [q]
+        if not all(isinstance(t, str) for t in texts):
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "Invalid request: q must be text or a list of texts")
+        fmt = body.get("format", "text") or "text"
+        if fmt not in ("text", "html"):
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid request: format {fmt!r} (text or html)")
+        try:
+            alternatives = int(body.get("alternatives", 0) or 0)
+        except (TypeError, ValueError):
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "Invalid request: alternatives must be a number") from None
+        if not 0 <= alternatives < self.core.cfg.limits.max_beam:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Invalid request: alternatives must be between 0 and {self.core.cfg.limits.max_beam - 1}")
+        detected = None
+        if source == "auto":
+            ranked = [await asyncio.to_thread(self.detector.rank, t) for t in texts]
+            detected = [{"confidence": round(r[0][1] * 100, 1), "language": r[0][0]} if r else
+                        {"confidence": 0.0, "language": ""} for r in ranked]
+            source = max(detected, key=lambda d: d["confidence"])["language"] if detected else ""
+        model = self._model_for(source, target)
+        options = pb.DecodingOptions(beam_size=alternatives + 1 if alternatives else 0,
+                                     num_hypotheses=alternatives + 1, return_attention=fmt == "html")
+        if fmt == "html":
+            translated, alts = await self._translate_html(texts, model, options)
+        else:
+            response = await self.core.translate(pb.TranslateRequest(texts=texts, model=model, options=options))
+            translated = [t.hypotheses[0].text for t in response.translations]
+            alts = [[h.text for h in t.hypotheses[1:]] for t in response.translations]
+        one = not isinstance(q, list)
+        result: dict = {"translatedText": translated[0] if one else translated}
+        if alternatives:
+            result["alternatives"] = alts[0] if one else alts
+        if detected is not None:
+            result["detectedLanguage"] = detected[0] if one else detected
+        return web.json_response(result)
 
     async def _translate_html(self, documents: list[str], model: str, options) -> tuple[list[str], list[list[str]]]:
         """Every document's text segments in one request; markup put back around the translation.
@@ -255,9 +245,14 @@ class HttpApi:
         # a page has more paragraphs than a request has texts (--max-texts): several requests, at
         # once; the body size (--max-message-bytes) and the queue bound the whole
         step = self.core.cfg.limits.max_texts
-        responses = await asyncio.gather(*(
-            self.core.translate(pb.TranslateRequest(texts=texts[i:i + step], model=model, options=options))
-            for i in range(0, len(texts), step)))
+        chunks = [asyncio.ensure_future(self.core.translate(
+            pb.TranslateRequest(texts=texts[i:i + step], model=model, options=options)))
+            for i in range(0, len(texts), step)]
+        try:
+            responses = await asyncio.gather(*chunks)
+        finally:  # one part refused or failed: the others leave the scheduler instead of decoding
+            for chunk in chunks:
+                chunk.cancel()
         translations = [t for response in responses for t in response.translations]
         out, alts, k = [], [], 0
         for segments in parsed:

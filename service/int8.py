@@ -13,8 +13,6 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from service.cpus import int8_dot_products  # noqa: F401  (engines ask through this module)
-
 CHOICES = ("auto", "int8", "fp32")
 
 

@@ -125,7 +125,7 @@ class _Reader(HTMLParser):
     def handle_data(self, data):
         if self.verbatim:
             self._verbatim_text(html.escape(data, quote=False) if self.verbatim[-1] not in ("script", "style") else data)
-        elif data.strip() or self.current.text:
+        elif data.strip() or self.current.text or self.current.inlines:
             self.current.text += data
         else:
             self._raw(data)  # whitespace between blocks
@@ -228,20 +228,29 @@ def place(segment: Segment, translation) -> str:
             if e.parent == inline.parent and ranges[earlier][0] < hi and lo < ranges[earlier][1] and lo != hi:
                 lo = min(ranges[earlier][1], hi)
         ranges.append((lo, hi))
-    # insertions: closing tags before opening tags at the same place; outer opens first, inner closes first
+    return _with_tags(target, segment.inlines, ranges)
+
+
+def _with_tags(text: str, inlines: list[Inline], ranges: list[tuple[int, int]]) -> str:
+    """`text`, escaped, with each inline element's tags around its character range. At one place,
+    closing tags come before opening ones, outer elements open first and close last; an element
+    whose range is empty is written whole (opening and closing tag together)."""
     events: list[tuple[int, int, int, str]] = []
-    for k, (inline, (lo, hi)) in enumerate(zip(segment.inlines, ranges)):
-        depth = _depth(segment.inlines, k)
+    for k, (inline, (lo, hi)) in enumerate(zip(inlines, ranges)):
+        depth = _depth(inlines, k)
+        if lo == hi:
+            events.append((lo, 1, depth, inline.open + inline.close))
+            continue
         events.append((lo, 1, depth, inline.open))
         if inline.close:
             events.append((hi, 0, -depth, inline.close))
     events.sort(key=lambda e: (e[0], e[1], e[2]))
     out, last = [], 0
     for pos, _, _, tag in events:
-        out.append(html.escape(target[last:pos], quote=False))
+        out.append(html.escape(text[last:pos], quote=False))
         out.append(tag)
         last = max(last, pos)
-    out.append(html.escape(target[last:], quote=False))
+    out.append(html.escape(text[last:], quote=False))
     return "".join(out)
 
 
@@ -263,6 +272,7 @@ def render(segments: list[Segment], translations: list) -> str:
             parts.append(segment.raw)
         elif segment.translatable:
             parts.append(place(segment, next(it)))
-        else:  # whitespace with inline tags around it
-            parts.append("".join(i.open + i.close for i in segment.inlines) + html.escape(segment.text, quote=False))
+        else:  # whitespace with inline tags around it: as it was
+            parts.append(_with_tags(segment.text, segment.inlines,
+                                    [(i.start, i.end if i.close else i.start) for i in segment.inlines]))
     return "".join(parts)

@@ -23,6 +23,7 @@ from nmt.bundle import Bundle, BundleError
 from nmt.engine import RecurrentState, State
 from nmt.shortlist import Shortlist
 from service import int8
+from service.cpus import int8_dot_products
 from service.shortlist_graph import shortlist_decoder
 
 _pool_lock = threading.Lock()
@@ -63,7 +64,7 @@ class OnnxEngine(RecurrentState):
         self.bundle = bundle
         # kernels: "int8" or "fp32", and why (ListModels and the start-up log say it)
         self.kernels, self.kernels_reason = int8.choose(
-            int8_kernels, bundle.manifest.get("quantization", "none"), int8.int8_dot_products())
+            int8_kernels, bundle.manifest.get("quantization", "none"), int8_dot_products())
         ids = bundle.manifest["special_ids"]
         self.bos_id, self.eos_id = ids["bos"], ids["eos"]
         self.state_names = list(bundle.manifest["decoder_state"])
@@ -74,6 +75,7 @@ class OnnxEngine(RecurrentState):
         self.encoder_outputs = [o["name"] for o in graphs["encoder"]["outputs"]]
         self.decoder_outputs = [o["name"] for o in graphs["decoder"]["outputs"]]
         self.shortlist: Shortlist | None = None
+        self.shortlist_decoder: ort.InferenceSession | None = None
         self._vocab_key: np.ndarray | None = None  # the `vocab` state entry the cache below is for
         self._vocab_feed: dict[str, np.ndarray] | None = None
         self._vocab_ids = np.zeros(0, np.int64)
@@ -88,14 +90,20 @@ class OnnxEngine(RecurrentState):
             shortlist.check(int(arch["src_vocab_size"]), self.vocab_size)
         except ValueError as e:
             raise BundleError(f"{self.bundle.path}: {e}") from None
-        if not hasattr(self, "shortlist_decoder"):
+        self.shortlist = shortlist
+        self._vocab_key = None
+
+    def _shortlist_decoder(self) -> ort.InferenceSession:
+        """The decoder with a shortlisted output layer, built when a request first asks for it: the
+        shortlist is off by default, and the session costs start-up time and a second copy of the
+        decoder's weights."""
+        if self.shortlist_decoder is None:
             model = self._graph(self.bundle.manifest["graphs"]["decoder"])
             model = model if isinstance(model, onnx.ModelProto) else onnx.load(model)
             model, self._out_weight, self._out_bias = shortlist_decoder(model)
             self.shortlist_decoder = ort.InferenceSession(model.SerializeToString(), session_options(),
                                                           providers=["CPUExecutionProvider"])
-        self.shortlist = shortlist
-        self._vocab_key = None
+        return self.shortlist_decoder
 
     def _session(self, spec: dict) -> ort.InferenceSession:
         path = self.bundle.file(spec["file"])
@@ -137,7 +145,7 @@ class OnnxEngine(RecurrentState):
         else:
             feed.update(vocab_feed)
             feed["k"] = np.array([min(k, len(self._vocab_ids))], np.int64)
-            out = dict(zip(self.decoder_outputs, self.shortlist_decoder.run(None, feed)))
+            out = dict(zip(self.decoder_outputs, self._shortlist_decoder().run(None, feed)))
             top_ids = self._vocab_ids[out["top_ids"]]
         new = {name: out[f"{name}_out"] for name in self.state_names}
         new.update({name: state[name] for name in self.SENTENCE_KEYS if name in state})
@@ -151,6 +159,7 @@ class OnnxEngine(RecurrentState):
             self._vocab_key = vocab
             self._vocab_feed = None
             if not vocab.all():
+                self._shortlist_decoder()  # the output layer's weights come with it
                 ids = np.flatnonzero(vocab.any(axis=0))
                 self._vocab_ids = ids
                 self._vocab_feed = {"vocab_weight": self._out_weight[ids], "vocab_bias": self._out_bias[ids],

@@ -16,9 +16,6 @@ from onnx import TensorProto, helper
 
 from service.int8 import constants, nbits_weight, replace_nodes
 
-INPUTS = ("vocab_weight", "vocab_bias", "vocab_mask")
-
-
 def _const(values: dict, name: str) -> np.ndarray:
     if name not in values:
         raise ValueError(f"the output layer's {name!r} is not a constant")

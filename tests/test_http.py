@@ -201,8 +201,8 @@ def test_http_and_grpc_sentences_share_decoder_steps():
             t.join(60)
         assert results["http"][0] == 200 and len(results["grpc"]) == 6
         used = srv.value("translator_decode_steps_total", model="demo-de-en") - steps
-        alone = max(len(h.tokens) for h in [results["grpc"][0].hypotheses[0]]) + 1
-        # each side alone needs about `alone` steps; sharing means far fewer than both one after the other
+        alone = len(results["grpc"][0].best.tokens) + 1
+        # each side alone needs at least `alone` steps; sharing means fewer than both one after the other
         assert used < 2 * alone, (used, alone)
     finally:
         srv.stop()
@@ -279,3 +279,35 @@ def test_web_pages_on_other_origins_may_call_the_api(server):
             assert "Access-Control-Allow-Origin" not in r.headers
     finally:
         closed.stop()
+
+
+def test_a_page_refused_in_part_leaves_nothing_decoding():
+    """The page's requests go in together; when one is refused (queue full), the others leave the
+    scheduler instead of decoding for nobody."""
+    srv = RunningServer(make_config(http_port=free_port(), scheduler__max_queue=12, scheduler__max_rows=5)).start()
+    try:
+        page = "".join(f"<p>Ein Mann fährt mit seinem roten Fahrrad durch die Stadt {i}.</p>" for i in range(40))
+        status, data, _ = call(srv.http + "/translate", {"q": page, "source": "de", "target": "en", "format": "html",
+                                                         "alternatives": 4})
+        assert status == 429 and "overloaded" in data["error"]
+        model = next(iter(srv.srv.models))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (srv.srv.models[model].scheduler.queued
+                                               or srv.value("translator_rows_in_flight", model=model)):
+            time.sleep(0.02)
+        assert srv.srv.models[model].scheduler.queued == 0
+        assert srv.value("translator_rows_in_flight", model=model) == 0
+        assert srv.value("translator_cancellations_total", reason="cancelled") >= 1
+    finally:
+        srv.stop()
+
+
+def test_markup_without_words_comes_back_as_it_was_and_empty_elements_stay_whole(server):
+    from service.markup import render
+
+    for document in ("<p></p><b> </b>", "<p><i> <b> </b> </i></p>", "<ul>\n  <li> </li>\n</ul>"):
+        assert render(parse(document), []) == document
+    status, data, _ = call(server.http + "/translate", {"q": "<p>Ein <b></b>Hund <img src=a.png> bellt.</p>",
+                                                        "source": "de", "target": "en", "format": "html"})
+    assert status == 200 and "<b></b>" in data["translatedText"] and "<img src=a.png>" in data["translatedText"]
+    assert data["translatedText"].startswith("<p>") and data["translatedText"].endswith("</p>")
