@@ -240,6 +240,7 @@ class BatchSearch:
         beam = self._beam[self.row_slot]
         banned, penalized, extra = self._guards()
         k = int(beam.max()) + 1 + extra
+        self.state = self.engine.prepare(self.state)
         top_lp, top_ids, attention, new_state = self.engine.step(self.row_last, self.state, k)
         self.state = new_state
         if k == 2 and self.fast_greedy:  # all greedy, no guard: one row per request, no ranking

@@ -131,6 +131,7 @@ class TextProcessor:
         space = target.sp.piece_to_id("▁")
         self._space_id = None if space == target.sp.unk_id() else space
         self._byte_ids = {i for i in range(len(source)) if source.sp.is_byte(i)}
+        self._char_covered: dict[str, bool] = {}
 
     @property
     def protects(self) -> bool:
@@ -147,8 +148,21 @@ class TextProcessor:
         return not piece.startswith("▁") and piece.isalpha()
 
     def _can_encode(self, word: str) -> bool:
-        return not any(i in self._byte_ids or i == self.source.sp.unk_id()
-                       for i in self.source.sp.encode(word))
+        """Whether the vocabulary covers every character of `word` (unknown characters become
+        <unk> or bytes whatever their neighbours, so characters are asked one by one, and
+        remembered: asking SentencePiece for every word was the service's largest cost outside
+        the engine)."""
+        return all(self._covered(ch) for ch in word)
+
+    def _covered(self, ch: str) -> bool:
+        known = self._char_covered.get(ch)
+        if known is None:
+            if len(self._char_covered) >= 50_000:  # bounded, whatever scripts clients send
+                self._char_covered.clear()
+            known = not any(i in self._byte_ids or i == self.source.sp.unk_id()
+                            for i in self.source.sp.encode(ch))
+            self._char_covered[ch] = known
+        return known
 
     def split(self, text: str) -> list[SourceSentence]:
         """The sentences of `text`, ready for the model."""

@@ -6,6 +6,7 @@ protocol turns them into its own kind of error."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,6 +22,10 @@ from service.validation import InvalidArgument, check_sentences, check_texts, se
 from translation.v1 import translator_pb2 as pb
 
 SHUTTING_DOWN = "server is shutting down; retry elsewhere"
+# Text work for a request this small (characters) runs on the event loop: a hop to the executor
+# costs more than segmenting and tokenizing a sentence or two; a page goes to the executor so
+# that it does not hold up other requests.
+INLINE_CHARS = 1000
 JOB_ERRORS = {
     "deadline": (grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded while translating"),
     "shutdown": (grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN),
@@ -46,6 +51,9 @@ class TranslationCore:
         self.default = next(iter(models))
         self.draining = False  # shutting down: refuse new translations, finish running ones
         self.in_flight = 0
+        self._answers: list[tuple[asyncio.Future, Job]] = []  # finished jobs on their way to the loop
+        self._answers_lock = threading.Lock()
+        self._answers_scheduled = False
 
     def model(self, name: str) -> Model:
         model = self.models.get(name or self.default)
@@ -81,7 +89,8 @@ class TranslationCore:
             check_texts(request.texts, limits)
             started = time.perf_counter()
             # segmentation and tokenization take milliseconds per page: off the event loop
-            sentences = await loop.run_in_executor(None, lambda: [model.text.split(t) for t in request.texts])
+            sentences = await _run(loop, sum(map(len, request.texts)),
+                                   lambda: [model.text.split(t) for t in request.texts])
             self.metrics.inference_seconds.labels(model.name, "tokenize").observe(time.perf_counter() - started)
             check_sentences(sentences, limits)
         except InvalidArgument as e:
@@ -96,7 +105,7 @@ class TranslationCore:
         for sentence in (s for text in sentences for s in text):
             future = loop.create_future()
             jobs.append(Job(sentence.ids, with_attention if sentence.items else options, deadline=deadline,
-                            on_done=lambda job, f=future: loop.call_soon_threadsafe(_resolve, f, job)))
+                            on_done=lambda job, f=future: self._answer(loop, f, job)))
             futures.append(future)
         refused = model.scheduler.submit(jobs) if jobs else None
         if refused == "shutdown":
@@ -116,11 +125,30 @@ class TranslationCore:
             if job.error:
                 code, text = JOB_ERRORS[job.error]
                 raise ServiceError(code, f"{text}: {job.reason}" if job.reason else text)
-        translations = await loop.run_in_executor(
-            None, lambda: build_translations(model, request.texts, sentences, done, options.return_attention))
+        translations = await _run(
+            loop, sum(map(len, request.texts)),
+            lambda: build_translations(model, request.texts, sentences, done, options.return_attention))
         return pb.TranslateResponse(translations=translations, model=model.name)
 
+    def _answer(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future, job: Job) -> None:
+        """(scheduler thread) Hand a finished job to the event loop. The jobs that finish in one
+        decoder step are handed over together: one wake-up of the loop, not one per sentence."""
+        with self._answers_lock:
+            self._answers.append((future, job))
+            if self._answers_scheduled:
+                return
+            self._answers_scheduled = True
+        loop.call_soon_threadsafe(self._resolve_answers)
 
-def _resolve(future: asyncio.Future, job: Job) -> None:
-    if not future.done():
-        future.set_result(job)
+    def _resolve_answers(self) -> None:
+        with self._answers_lock:
+            answers, self._answers = self._answers, []
+            self._answers_scheduled = False
+        for future, job in answers:
+            if not future.done():
+                future.set_result(job)
+
+
+async def _run(loop: asyncio.AbstractEventLoop, chars: int, work: Callable):
+    """`work()` on the event loop when the request is small, else in the executor."""
+    return work() if chars <= INLINE_CHARS else await loop.run_in_executor(None, work)
