@@ -35,6 +35,7 @@ def measure(kind: str, path: str, count: int) -> None:
     """Child process: time every configuration on one engine, print JSON lines."""
     from nmt.search import SearchOptions, translate_batch
     from nmt.tokenizer import Tokenizer
+    from service.config import Defaults
 
     if kind == "pytorch":
         import tempfile
@@ -58,12 +59,15 @@ def measure(kind: str, path: str, count: int) -> None:
         tok = Tokenizer(bundle.source_tokenizer)
     ids = tok.encode_batch(sample_sentences(count))
     counted = Counted(engine)
+    # the service's length guard: without it one runaway sentence decoded alone for 80 steps
+    factor = Defaults().max_length_factor
     for name, beam, batch in CONFIGS:
         n = min(len(ids), 64) if batch == 1 else len(ids)
-        translate_batch(counted, ids[:8], SearchOptions(beam_size=beam), max_batch=batch)  # warm up
+        translate_batch(counted, ids[:8], SearchOptions(beam_size=beam, max_length_factor=factor), max_batch=batch)  # warm up
         counted.reset()
         started = time.perf_counter()
-        translate_batch(counted, ids[:n], SearchOptions(beam_size=beam), max_batch=batch)
+        translate_batch(counted, ids[:n], SearchOptions(beam_size=beam, max_length_factor=factor),
+                        max_batch=batch)
         elapsed = time.perf_counter() - started
         print(json.dumps({"config": f"{name}, batch {batch}", "rate": n / elapsed,
                           "row_steps_per_s": counted.rows / (elapsed - counted.encode_s),

@@ -108,6 +108,7 @@ def engine_alone(bundle: str, count: int, beam: int, batch: int) -> None:
     from nmt.bundle import load_bundle
     from nmt.search import SearchOptions
     from nmt.text import translate_texts
+    from service.config import Defaults
     from service.models import text_processor
     from nmt.tokenizer import Tokenizer
     from service.onnx_engine import OnnxEngine
@@ -116,7 +117,7 @@ def engine_alone(bundle: str, count: int, beam: int, batch: int) -> None:
     engine = OnnxEngine(b, threads=0)
     processor = text_processor(b, Tokenizer(b.source_tokenizer), Tokenizer(b.target_tokenizer))
     texts = sample_sentences(count)
-    options = SearchOptions(beam_size=beam, max_length_factor=2.0)
+    options = SearchOptions(beam_size=beam, max_length_factor=Defaults().max_length_factor)
     translate_texts(engine, processor, texts[:16], options, max_batch=batch)
     started = time.perf_counter()
     translate_texts(engine, processor, texts, options, max_batch=batch)
