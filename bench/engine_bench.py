@@ -9,13 +9,17 @@ Prints sentences/s per configuration and the ratio to ONNX Runtime fp32, then ho
 engine's decoder comes to the hardware: decoder row-steps/s (rows x steps over the time outside the
 encoder), the FLOP rate that makes (FLOPs of one row-step counted from the architecture) and, as the
 reference, ONNX Runtime running only the decoder's largest matmul (the output projection) at the
-same average rows per step, measured in the same run. Saves bench/results/engines.png.
+same average rows per step, measured in the same run; and the decoder step alone at 1, 32 and 128
+rows (fed back its own output, no search around it), which separates what the graph does from what
+the search around it costs. Every engine runs `--repeats` times, in turn; medians are reported.
+Decoding uses the service's length guard (`max_length_factor`). Saves bench/results/engines.png.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -29,11 +33,12 @@ sys.path.insert(0, str(ROOT))
 from bench.common import sample_sentences  # noqa: E402
 from bench.provenance import write_result  # noqa: E402
 CONFIGS = [("greedy", 1, 1), ("greedy", 1, 32), ("greedy", 1, 128), ("beam 5", 5, 32)]
+STEP_ROWS = (1, 32, 128)  # rows of the decoder step timed alone
 
 
 def measure(kind: str, path: str, count: int) -> None:
     """Child process: time every configuration on one engine, print JSON lines."""
-    from nmt.search import SearchOptions, translate_batch
+    from nmt.search import SearchOptions, pad_batch, translate_batch
     from nmt.tokenizer import Tokenizer
     from service.config import Defaults
 
@@ -63,17 +68,32 @@ def measure(kind: str, path: str, count: int) -> None:
     factor = Defaults().max_length_factor
     for name, beam, batch in CONFIGS:
         n = min(len(ids), 64) if batch == 1 else len(ids)
-        translate_batch(counted, ids[:8], SearchOptions(beam_size=beam, max_length_factor=factor), max_batch=batch)  # warm up
+        options = SearchOptions(beam_size=beam, max_length_factor=factor)
+        translate_batch(counted, ids[:8], options, max_batch=batch)  # warm up
         counted.reset()
         started = time.perf_counter()
-        translate_batch(counted, ids[:n], SearchOptions(beam_size=beam, max_length_factor=factor),
-                        max_batch=batch)
+        translate_batch(counted, ids[:n], options, max_batch=batch)
         elapsed = time.perf_counter() - started
         print(json.dumps({"config": f"{name}, batch {batch}", "rate": n / elapsed,
                           "row_steps_per_s": counted.rows / (elapsed - counted.encode_s),
                           "rows_per_step": counted.rows / counted.steps,
                           "encoder_share": counted.encode_s / elapsed,
                           "source_tokens": sum(map(len, ids[:n])) / n}), flush=True)
+    for rows in STEP_ROWS:  # the decoder step alone, fed back its own output: no search around it
+        src, lengths = pad_batch(ids[:rows])
+        state = engine.prepare(engine.encode(src, lengths))
+        prev = np.full(rows, engine.bos_id, np.int64)
+        for _ in range(5):  # warm up
+            _, top_ids, _, state = engine.step(prev, state, 2)
+            prev = top_ids[:, 0].astype(np.int64)
+        steps, started = 0, time.perf_counter()
+        while time.perf_counter() - started < 0.5:
+            _, top_ids, _, state = engine.step(prev, state, 2)
+            prev = top_ids[:, 0].astype(np.int64)
+            steps += 1
+        print(json.dumps({"step": f"decoder step alone, {rows} rows", "rows_per_step": float(rows),
+                          "row_steps_per_s": rows * steps / (time.perf_counter() - started), "encoder_share": 0.0,
+                          "source_tokens": float(lengths.mean())}), flush=True)
 
 
 class Counted:
@@ -143,6 +163,7 @@ def main() -> None:
     p.add_argument("--bundle", action="append", metavar="NAME=PATH",
                    help="bundles to compare (default fp32=models/demo-de-en)")
     p.add_argument("--sentences", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=3, help="runs of every engine, in turn; medians reported")
     p.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.measure:
@@ -151,14 +172,20 @@ def main() -> None:
     for item in args.bundle or [f"fp32={ROOT / 'models' / 'demo-de-en'}"]:
         name, _, path = item.partition("=")
         engines.append((f"onnx {name}", "onnx", path))
-    results: dict[str, dict[str, float]] = {}
-    decoder: dict[str, dict[str, dict]] = {}
-    for label, kind, path in engines:
-        out = subprocess.run([sys.executable, __file__, "--measure", kind, path, "--sentences", str(args.sentences)],
-                             capture_output=True, text=True, check=True, cwd=ROOT)
-        lines = [json.loads(line) for line in out.stdout.splitlines()]
-        results[label] = {r["config"]: r["rate"] for r in lines}
-        decoder[label] = {r.pop("config"): r for r in lines}
+    # every engine `repeats` times, in turn: this shared machine's speed drifts over minutes
+    runs: dict[str, list[dict[str, dict]]] = {label: [] for label, _, _ in engines}
+    for _ in range(args.repeats):
+        for label, kind, path in engines:
+            out = subprocess.run([sys.executable, __file__, "--measure", kind, path, "--sentences",
+                                  str(args.sentences)], capture_output=True, text=True, check=True, cwd=ROOT)
+            lines = [json.loads(line) for line in out.stdout.splitlines()]
+            runs[label].append({r.pop("config", None) or r.pop("step"): r for r in lines})
+    decoder = {label: {config: {field: statistics.median(run[config][field] for run in per_run)
+                                for field in per_run[0][config]}
+                       for config in per_run[0]}
+               for label, per_run in runs.items()}  # medians, field by field
+    results = {label: {config: d["rate"] for config, d in per_config.items() if "rate" in d}
+               for label, per_config in decoder.items()}
     base = results.get("onnx fp32") or next(iter(results.values()))
     configs = list(next(iter(results.values())))
     arch = json.loads((Path(engines[1][2] if len(engines) > 1 else args.checkpoint) / "manifest.json")
@@ -168,10 +195,11 @@ def main() -> None:
         for config, d in per_config.items():
             rows = max(1, round(d["rows_per_step"]))
             if rows not in reference:
-                reference[rows] = matmul_gflops(rows, arch["output_size"], arch["tgt_vocab_size"])
+                reference[rows] = statistics.median(matmul_gflops(rows, arch["output_size"], arch["tgt_vocab_size"])
+                                                    for _ in range(args.repeats))
             d["gflops"] = d["row_steps_per_s"] * row_step_flops(arch, d["source_tokens"]) / 1e9
             d["matmul_gflops"] = reference[rows]
-    write_result("engines", {"sentences": args.sentences, "configs": configs,
+    write_result("engines", {"sentences": args.sentences, "configs": configs, "repeats": args.repeats,
                              "rates": {k: {c: round(v, 1) for c, v in r.items()} for k, r in results.items()},
                              "decoder": {k: {c: {n: round(v, 3) for n, v in d.items()} for c, d in r.items()}
                                          for k, r in decoder.items()}})

@@ -148,7 +148,29 @@ def serve() -> str:
     alone = ", ".join(f"beam {b}: {v:.1f} sentences/s" for b, v in r.get("engine_alone", {}).items())
     note = (f"\n\nThe engine alone (same sentences, same text pipeline, batches of {r['engine_batch']}, in its "
             f"own process, same run): {alone}." if alone else "")
+    if r.get("repeats", 1) > 1:
+        note += (f" Medians of {r['repeats']} runs of every configuration, taken in turn; latency percentiles "
+                 "over all their ordinary calls.")
     return "\n".join(lines) + note + "\n\n" + _source(r)
+
+
+def serve_profile() -> str:
+    r = _load("serve-profile")
+    rows = r["rows"]
+    threads = ("scheduler", "event loop")
+    buckets = list(dict.fromkeys(b for row in rows for t in threads for b in row["busy_share"].get(t, {})))
+    head = " | ".join(f"{t} thread, beam {row['beam']}" for t in threads for row in rows)
+    lines = [f"| where the busy time of a thread went | {head} |", "|---" * (1 + len(threads) * len(rows)) + "|"]
+    for b in buckets:
+        cells = []
+        for t in threads:
+            for row in rows:
+                share = row["busy_share"].get(t, {}).get(b)
+                cells.append(f"{share:.0%}" if share else "")
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    cpu = "; ".join(f"beam {row['beam']} ({row['per_s']:.1f} sentences/s): "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in row["cpu_cores"].items()) for row in rows)
+    return "\n".join(lines) + f"\n\nCPU cores used, by thread: {cpu}.\n\n" + _source(r)
 
 
 def engines() -> str:
@@ -186,7 +208,7 @@ def shortlist() -> str:
     return "\n".join(lines) + "\n\n" + _source(r)
 
 
-TABLES = {"decoder": decoder, "shortlist": shortlist, "serve": serve, "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
+TABLES = {"serve_profile": serve_profile, "decoder": decoder, "shortlist": shortlist, "serve": serve, "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
 
 
 def render(text: str) -> str:

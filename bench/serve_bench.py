@@ -1,12 +1,13 @@
 """Does batching pay? One client at a time vs 32 concurrent clients (one sentence per call), with
 continuous and static batching, greedy and beam search, against the real server on loopback.
 
-    python bench/serve_bench.py [--bundle models/demo-de-en] [--sentences 256] [--clients 32]
+    python bench/serve_bench.py [--bundle models/demo-de-en] [--sentences 256] [--clients 32] [--repeats 3]
 
 Prints a table (sentences/s, ratio to one client at a time, mean sentences per executed decoder
 step, p50/p99 latency, outputs identical to the one-at-a-time run, and the share of what the engine
 alone does with the same sentences in batches of 32, measured in the same run in its own process)
-and saves bench/results/serve.png.
+and saves bench/results/serve.png. Every configuration runs `--repeats` times, in turn with the
+others (both servers stay up), and the table shows medians: the machine's speed drifts.
 The "1 in 4 long" rows make every fourth call ask for 80+ output tokens; their latency columns are
 those of the other, ordinary calls: what a short request pays for sharing the server with long ones.
 """
@@ -47,7 +48,7 @@ class Server:
         self.port, self.metrics_port = free_port(), free_port()
         env = {**os.environ, "TRANSLATOR_BUNDLES": bundle, "TRANSLATOR_PORT": str(self.port),
                "TRANSLATOR_METRICS_PORT": str(self.metrics_port), "TRANSLATOR_SCHEDULER": scheduler,
-               "TRANSLATOR_HOST": "127.0.0.1", "PYTHONPATH": str(ROOT)}
+               "TRANSLATOR_HOST": "127.0.0.1", "TRANSLATOR_HTTP_PORT": "0", "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=ROOT,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         health = [sys.executable, "-m", "service.healthcheck", "--target", f"127.0.0.1:{self.port}"]
@@ -98,7 +99,7 @@ def run(server: Server, texts: list[str], clients: int, beam: int, long_every: i
     after = server.batch_stats()
     latencies = sorted(r[1] for i, r in enumerate(results) if not is_long(i))  # of the ordinary calls
     return {"outputs": [r[0] for r in results], "rate": len(texts) / elapsed,
-            "batch": (after[0] - before[0]) / max(after[1] - before[1], 1),
+            "batch": (after[0] - before[0]) / max(after[1] - before[1], 1), "latencies": latencies,
             "p50": statistics.median(latencies), "p99": latencies[int(0.99 * (len(latencies) - 1))]}
 
 
@@ -131,55 +132,77 @@ def main() -> None:
     p.add_argument("--sentences", type=int, default=256)
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--beams", default="1,5")
+    p.add_argument("--repeats", type=int, default=3, help="runs of every configuration, interleaved; medians reported")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "serve.png"))
     args = p.parse_args()
     if args.engine_alone is not None:
         return engine_alone(args.bundle, args.sentences, args.engine_alone, args.clients)
     texts = sample_sentences(args.sentences)
-    rows = []
     beams = [int(b) for b in args.beams.split(",")]
+    configs = []  # (label, scheduler, beam, clients, long_every)
     for scheduler in ("continuous", "static"):
-        server = Server(args.bundle, scheduler)
-        try:
+        for beam in beams:
+            if scheduler == "continuous":
+                configs.append(("1 client at a time", scheduler, beam, 1, 0))
+            configs.append((f"{args.clients} concurrent", scheduler, beam, args.clients, 0))
+        if 1 in beams:
+            configs.append((f"{args.clients}, 1 in 4 long", scheduler, 1, args.clients, 4))
+    # Both servers up at once and every configuration run in turn, `repeats` times: this shared
+    # machine's speed drifts by 10-20% over minutes, and a comparison should not ride on it.
+    servers = {kind: Server(args.bundle, kind) for kind in ("continuous", "static")}
+    runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
+    engine_runs: dict[int, list[float]] = {beam: [] for beam in beams}
+    try:
+        for server in servers.values():
             for beam in beams:
                 run(server, texts[:16], 4, beam)  # warm caches
-                if scheduler == "continuous":
-                    rows.append(("1 client at a time", scheduler, beam, run(server, texts, 1, beam)))
-                rows.append((f"{args.clients} concurrent", scheduler, beam, run(server, texts, args.clients, beam)))
-            if 1 in beams:
-                rows.append((f"{args.clients}, 1 in 4 long", scheduler, 1,
-                             run(server, texts, args.clients, 1, long_every=4)))
-        finally:
+        for _ in range(args.repeats):
+            for i, (_, scheduler, beam, clients, long_every) in enumerate(configs):
+                runs[i].append(run(servers[scheduler], texts, clients, beam, long_every))
+            for beam in beams:  # the engine alone: same sentences, batches of `clients`, own process
+                out = subprocess.run([sys.executable, __file__, "--bundle", args.bundle, "--sentences",
+                                      str(args.sentences), "--clients", str(args.clients), "--engine-alone",
+                                      str(beam)], capture_output=True, text=True, check=True, cwd=ROOT)
+                engine_runs[beam].append(float(out.stdout.strip().splitlines()[-1]))
+    finally:
+        for server in servers.values():
             server.stop()
-    engine = {}  # beam -> sentences/s of the engine alone, batches of `clients`, same sentences
-    for beam in beams:
-        out = subprocess.run([sys.executable, __file__, "--bundle", args.bundle, "--sentences", str(args.sentences),
-                              "--clients", str(args.clients), "--engine-alone", str(beam)],
-                             capture_output=True, text=True, check=True, cwd=ROOT)
-        engine[beam] = float(out.stdout.strip().splitlines()[-1])
+    engine = {beam: statistics.median(v) for beam, v in engine_runs.items()}
+    rows = [(label, scheduler, beam, combine(runs[i])) for i, (label, scheduler, beam, _, _) in enumerate(configs)]
     baseline = {beam: r for name, sched, beam, r in rows if name.startswith("1 client")}
     records = []
-    print(f"\n{len(texts)} sentences, one per call, bundle {args.bundle}\n")
+    print(f"\n{len(texts)} sentences, one per call, bundle {args.bundle}, median of {args.repeats} interleaved runs\n")
     print(f"{'clients':<20}{'scheduler':<12}{'beam':>5}{'sent/s':>9}{'ratio':>7}{'batch':>7}"
           f"{'p50 ms':>8}{'p99 ms':>8}  identical  vs engine")
     for name, sched, beam, r in rows:
         base = baseline[beam]
-        compared = [(a, b) for i, (a, b) in enumerate(zip(r["outputs"], base["outputs"]))
+        compared = [(a, b) for outputs in r["outputs"] for i, (a, b) in enumerate(zip(outputs, base["outputs"][0]))
                     if "long" not in name or i % 4]  # long calls asked for different output
         same = sum(a == b for a, b in compared) / len(compared)
         print(f"{name:<20}{sched:<12}{beam:>5}{r['rate']:>9.1f}{r['rate'] / base['rate']:>6.2f}x"
               f"{r['batch']:>7.1f}{r['p50'] * 1000:>8.0f}{r['p99'] * 1000:>8.0f}  {same:>8.1%}"
               f"  {r['rate'] / engine[beam]:>8.0%}")
         records.append({"clients": name, "scheduler": sched, "beam": beam, "per_s": round(r["rate"], 1),
+                        "per_s_runs": [round(x, 1) for x in r["rates"]],
                         "ratio": round(r["rate"] / base["rate"], 2), "batch": round(r["batch"], 1),
                         "p50_ms": round(r["p50"] * 1000), "p99_ms": round(r["p99"] * 1000),
                         "identical": round(same, 4), "vs_engine": round(r["rate"] / engine[beam], 3)})
     print("\nengine alone (same sentences and text pipeline, batches of "
           f"{args.clients}, own process): " + ", ".join(f"beam {b}: {v:.1f}/s" for b, v in engine.items()))
-    write_result("serve", {"sentences": len(texts), "bundle": Path(args.bundle).name, "rows": records,
-                           "engine_alone": {str(b): round(v, 1) for b, v in engine.items()},
+    write_result("serve", {"sentences": len(texts), "bundle": Path(args.bundle).name, "repeats": args.repeats,
+                           "rows": records, "engine_alone": {str(b): round(v, 1) for b, v in engine.items()},
+                           "engine_alone_runs": {str(b): [round(x, 1) for x in v] for b, v in engine_runs.items()},
                            "engine_batch": args.clients})
     plot(rows, baseline, Path(args.out))
+
+
+def combine(results: list[dict]) -> dict:
+    """Several runs of one configuration: the median rate, latency percentiles over all their
+    ordinary calls, mean sentences per step, and every run's outputs."""
+    latencies = sorted(x for r in results for x in r["latencies"])
+    return {"rate": statistics.median(r["rate"] for r in results), "rates": [r["rate"] for r in results],
+            "batch": statistics.mean(r["batch"] for r in results), "outputs": [r["outputs"] for r in results],
+            "p50": statistics.median(latencies), "p99": latencies[int(0.99 * (len(latencies) - 1))]}
 
 
 def plot(rows, baseline, path: Path) -> None:
