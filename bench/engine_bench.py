@@ -91,7 +91,7 @@ def measure(kind: str, path: str, count: int) -> None:
             _, top_ids, _, state = engine.step(prev, state, 2)
             prev = top_ids[:, 0].astype(np.int64)
             steps += 1
-        print(json.dumps({"step": f"decoder step alone, {rows} rows", "rows_per_step": float(rows),
+        print(json.dumps({"step": f"decoder step alone, {rows} row{'s' if rows > 1 else ''}", "rows_per_step": float(rows),
                           "row_steps_per_s": rows * steps / (time.perf_counter() - started), "encoder_share": 0.0,
                           "source_tokens": float(lengths.mean())}), flush=True)
 

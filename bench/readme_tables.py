@@ -166,7 +166,7 @@ def serve_profile() -> str:
         for t in threads:
             for row in rows:
                 share = row["busy_share"].get(t, {}).get(b)
-                cells.append(f"{share:.0%}" if share else "")
+                cells.append("" if not share else f"{share:.0%}" if share >= 0.005 else "<1%")
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
     cpu = "; ".join(f"beam {row['beam']} ({row['per_s']:.1f} sentences/s): "
                     + ", ".join(f"{k} {v:.2f}" for k, v in row["cpu_cores"].items()) for row in rows)
