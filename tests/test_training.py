@@ -192,6 +192,18 @@ def test_streaming_trains_on_a_corpus_of_millions_of_lines_within_a_memory_bound
     assert (tmp_path / "run" / "best.pt").exists()
 
 
+def test_streaming_counts_the_pairs_it_drops_per_epoch_like_memory_mode(tiny_files, tmp_path):
+    quiet = ["augment.lower=0", "augment.upper=0", "augment.title=0", "augment.strip_punct=0",
+             "augment.placeholders=0", "augment.fragments=0", "data.max_tokens=6"]
+    memory = Trainer(load_config(None, tiny_overrides(tiny_files, tmp_path / "m", steps=3) + quiet))
+    streamed = Trainer(load_config(None, tiny_overrides(tiny_files, tmp_path / "s", steps=3) + quiet
+                                   + ["data.streaming=true", "data.window=64"]))
+    assert memory.dropped > 0
+    for epoch in (0, 1, 2):
+        list(streamed.epoch_batches(epoch))
+        assert streamed.dropped == memory.dropped, epoch
+
+
 def test_bf16_autocast_trains_on_cpu_and_fp16_asks_for_cuda(tiny_files, tmp_path):
     trainer = Trainer(load_config(None, tiny_overrides(tiny_files, tmp_path / "bf16", steps=3) + ["train.precision=bf16"]))
     loss_sum, tokens = trainer.train_step(*trainer.epoch_batches(0)[0])

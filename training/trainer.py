@@ -192,6 +192,7 @@ class Trainer:
 
     def _streamed_batches(self, epoch: int):
         d, limit = self.cfg.data, self.cfg.data.max_tokens
+        self.dropped = 0  # this epoch's, as in memory (it grew with every epoch)
         pairs = read_pairs(d.train_src, d.train_tgt, d.train_tsv, self.rank, self.world, d.normalize)
         for number, chunk in enumerate(windows(pairs, d.window)):
             key = epoch * 1_000_003 + number  # augmentation and shuffling differ per window and epoch
