@@ -238,8 +238,8 @@ class HttpApi:
         return web.json_response(result)
 
     async def _translate_html(self, documents: list[str], model: str, options) -> tuple[list[str], list[list[str]]]:
-        """Every document's text segments in one request; markup put back around the translation.
-        Alternatives are plain text (markup placement follows the best translation's attention)."""
+        """Every document's text segments in one request; markup put back around the translation,
+        and around each alternative by the alternative's own attention."""
         parsed = [markup.parse(d) for d in documents]
         texts = [s.text for segments in parsed for s in segments if s.translatable]
         # a page has more paragraphs than a request has texts (--max-texts): several requests, at
@@ -261,8 +261,7 @@ class HttpApi:
             k += n
             out.append(markup.render(segments, mine))
             n_alt = max((len(t.hypotheses) for t in mine), default=1) - 1
-            alts.append([" ".join(t.hypotheses[min(i, len(t.hypotheses) - 1)].text for t in mine)
-                         for i in range(1, n_alt + 1)])
+            alts.append([markup.render(segments, mine, rank) for rank in range(1, n_alt + 1)])
         return out, alts
 
 

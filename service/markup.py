@@ -184,9 +184,10 @@ def _widen(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def place(segment: Segment, translation) -> str:
-    """The translated segment as HTML: `translation` is its Translation message (with attention)."""
-    target = translation.hypotheses[0].text
+def place(segment: Segment, translation, rank: int = 0) -> str:
+    """The translated segment as HTML: `translation` is its Translation message (with attention);
+    `rank`: which of its hypotheses (alternatives follow their own attention)."""
+    target = translation.hypotheses[min(rank, len(translation.hypotheses) - 1)].text
     src_tokens: list[tuple[int, int]] = []  # per source token: character span in the source text
     tgt_tokens: list[tuple[int, int]] = []  # per target token: character span in the target text
     aligned: list[int] = []  # per target token: its source token (argmax attention), global index
@@ -195,7 +196,7 @@ def place(segment: Segment, translation) -> str:
     for sentence in translation.sentences:
         base = len(src_tokens)
         src_tokens += char_spans(segment.text[: sentence.source_end], list(sentence.source_tokens), sentence.source_start)
-        best = sentence.hypotheses[0]
+        best = sentence.hypotheses[min(rank, len(sentence.hypotheses) - 1)]
         at = target.find(best.text, cursor) if best.text else -1
         start = at if at >= 0 else cursor
         spans = char_spans(target[: start + len(best.text)], list(best.tokens), start)
@@ -262,16 +263,16 @@ def _depth(inlines: list[Inline], k: int) -> int:
     return depth
 
 
-def render(segments: list[Segment], translations: list) -> str:
+def render(segments: list[Segment], translations: list, rank: int = 0) -> str:
     """Reassemble: markup as it was, each translatable segment replaced by its translation
-    (`translations` in the order of the translatable segments)."""
+    (`translations` in the order of the translatable segments; `rank`: which hypothesis)."""
     it = iter(translations)
     parts = []
     for segment in segments:
         if segment.raw:
             parts.append(segment.raw)
         elif segment.translatable:
-            parts.append(place(segment, next(it)))
+            parts.append(place(segment, next(it), rank))
         else:  # whitespace with inline tags around it: as it was
             parts.append(_with_tags(segment.text, segment.inlines,
                                     [(i.start, i.end if i.close else i.start) for i in segment.inlines]))

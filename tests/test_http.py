@@ -135,6 +135,18 @@ def test_html_keeps_markup_and_puts_inline_tags_around_the_translated_words(serv
     assert sorted(tags(out)) == sorted(tags(document))
 
 
+def test_html_alternatives_carry_the_markup_too(server):
+    document = '<p>Ein <b>roter</b> Hut und ein <a href="/s">blauer Schuh</a>.</p><p>Zwei Hunde spielen.</p>'
+    status, data, _ = call(server.http + "/translate", {"q": document, "source": "de", "target": "en",
+                                                        "format": "html", "alternatives": 2})
+    assert status == 200 and len(data["alternatives"]) == 2
+    tags = lambda html: sorted([s.raw for s in parse(html) if s.raw] + [i.open for s in parse(html) for i in s.inlines])  # noqa: E731
+    for text in [data["translatedText"]] + data["alternatives"]:
+        assert tags(text) == tags(document), text
+        assert "<b>red</b>" in text and text.count("<p>") == 2
+    assert len(set(data["alternatives"] + [data["translatedText"]])) == 3
+
+
 def test_html_entities_and_plain_text_are_escaped_once(server):
     status, data, _ = call(server.http + "/translate", {"q": "<p>Ein Hund &lt;3 &amp; Katze</p>", "source": "de",
                                                         "target": "en", "format": "html"})
