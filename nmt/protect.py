@@ -22,6 +22,8 @@ _URL = r"(?:https?://|ftp://|www\.)[^\s<>\"]+[^\s<>\".,;:!?)\]]"
 _EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
 _NUMBER = r"(?<![\w])[+-]?\d(?:[\d.,:/'-]*\d)?(?:%|[a-zA-Z]{1,3}(?![\w]))?"
 _ITEM_RE = re.compile(f"{_URL}|{_EMAIL}|{_NUMBER}")
+#: URLs and e-mail addresses: a sentence never ends inside one (nmt/segment.py)
+LINK_RE = re.compile(f"{_URL}|{_EMAIL}")
 _WORD_RE = re.compile(r"\S+")
 
 

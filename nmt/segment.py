@@ -5,13 +5,15 @@ rule-based segmenter for the source language splits sentences: on German and Eng
 paste it handled ordinals, dates, abbreviations, URLs, e-mail addresses, lower-case sentence
 starts and ellipses best of the maintained segmenters compared (bench/segmenters.py: pysbd 25/26,
 sentencex 21/26, syntok 20/26 of the hand-labelled cases). Languages pysbd lacks fall back to
-sentencex (Wikimedia), which covers some 250.
+sentencex (Wikimedia), which covers some 250. No sentence ends inside a URL or an e-mail address.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+
+from nmt.protect import LINK_RE
 
 _LINE = re.compile(r"[^\n]+")
 _local = threading.local()  # pysbd segmenters keep per-call state: one per thread
@@ -66,4 +68,20 @@ def sentence_spans(text: str, lang: str) -> list[tuple[int, int]]:
                 spans[-1] = (spans[-1][0], offset + at + len(tail))
             else:
                 spans.append((offset + at, offset + at + len(tail)))
-    return spans
+    return _join_across_links(text, spans)
+
+
+def _join_across_links(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sentences the segmenter ended inside a URL or an e-mail address, joined again: pysbd ends
+    one at the "?" of a query string ("https://example.com/x?" | "y=1")."""
+    links = [m.span() for m in LINK_RE.finditer(text)]
+    if not links or len(spans) < 2:
+        return spans
+    joined = [spans[0]]
+    for start, end in spans[1:]:
+        boundary = joined[-1][1], start
+        if any(a < boundary[0] and boundary[1] < b for a, b in links):
+            joined[-1] = (joined[-1][0], end)
+        else:
+            joined.append((start, end))
+    return joined

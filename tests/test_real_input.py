@@ -32,6 +32,14 @@ def test_segmentation_finds_sentences_and_keeps_the_whitespace_between_them():
     assert [x for x in sentence_spans("Un chat. Deux chiens.", "xx")]  # no pysbd language: sentencex
 
 
+def test_no_sentence_ends_inside_a_url_or_an_address():
+    text = "Siehe https://example.com/x?y=1&z=2 für mehr. Ein Hund bellt? Schreib an a.b@c.de! Gut."
+    assert [text[a:b] for a, b in sentence_spans(text, "de")] == [
+        "Siehe https://example.com/x?y=1&z=2 für mehr.", "Ein Hund bellt?", "Schreib an a.b@c.de!", "Gut."]
+    tail = "zwei kinder spielen im park, siehe www.park.de/plan?tag=3"
+    assert [tail[a:b] for a, b in sentence_spans(tail, "de")] == [tail]
+
+
 def test_protected_items_become_placeholders_and_come_back():
     text = "Schreib an info.104@mail.de oder https://zoo-leipzig.de/tickets, Linie 99 um 14:30 😀 Grzegorz!"
     p = protect(text, is_name=lambda w: w == "Grzegorz")
