@@ -16,6 +16,9 @@ import threading
 from nmt.protect import LINK_RE
 
 _LINE = re.compile(r"[^\n]+")
+# a list item's marker at the start of a line ("- ", "• ", "1. ", "2) ", "a) ", "> "): kept as
+# typed, outside the sentence (the model knows captions, not bullets)
+_MARKER = re.compile(r"\s*(?:[-–—•·*▪◦‣⁃>]|\(?\d{1,3}[.)]|\(?[a-zA-Z]\))\s+")
 _local = threading.local()  # pysbd segmenters keep per-call state: one per thread
 
 
@@ -47,6 +50,9 @@ def sentence_spans(text: str, lang: str) -> list[tuple[int, int]]:
     for line in _LINE.finditer(text):
         offset, cursor = line.start(), 0
         body = line.group()
+        marker = _MARKER.match(body)
+        if marker and body[marker.end():].strip():
+            offset, body = offset + marker.end(), body[marker.end():]
         for piece in _split_line(body, lang):
             piece = piece.strip()
             if not piece:

@@ -140,7 +140,7 @@ class TextProcessor:
     def _is_name(self, word: str) -> bool:
         """Capitalised, never seen in training, not a compound of known words ("Grzegorz", "B-XY")."""
         low = word.lower()
-        return (word[:1].isupper() and low not in self.forms
+        return (word[:1].isupper() and low not in self.forms and "/" not in word  # "Mann/eine": words
                 and compound_head(low, self.forms) is None)
 
     def _is_suffix(self, token: int) -> bool:

@@ -40,6 +40,13 @@ def test_no_sentence_ends_inside_a_url_or_an_address():
     assert [tail[a:b] for a, b in sentence_spans(tail, "de")] == [tail]
 
 
+def test_list_markers_stay_outside_the_sentences():
+    text = "• Ein Hund\n- Eine Katze schläft.\n1. Zwei Vögel\n2) Drei Fische\na) Vier Pferde\nAm 3. Mai regnet es."
+    assert [text[a:b] for a, b in sentence_spans(text, "de")] == [
+        "Ein Hund", "Eine Katze schläft.", "Zwei Vögel", "Drei Fische", "Vier Pferde", "Am 3. Mai regnet es."]
+    assert [("- ")[a:b] for a, b in sentence_spans("- ", "de")] == ["-"]  # nothing after it: kept as typed
+
+
 def test_protected_items_become_placeholders_and_come_back():
     text = "Schreib an info.104@mail.de oder https://zoo-leipzig.de/tickets, Linie 99 um 14:30 😀 Grzegorz!"
     p = protect(text, is_name=lambda w: w == "Grzegorz")
@@ -47,6 +54,8 @@ def test_protected_items_become_placeholders_and_come_back():
                        "⦅4⦆": "14:30", "⦅5⦆": "😀", "⦅6⦆": "Grzegorz"}
     assert "⦅1⦆" in p.text and "@" not in p.text and "Schreib" in p.text
     assert restore(p.text, p.items) == text
+    money = protect("Ein Eis kostet 2,50 € oder $3, bei 50 % Rabatt #sommer @eisdiele")
+    assert list(money.items.values()) == ["2,50 €", "$3", "50 %", "#sommer", "@eisdiele"]
     many = protect(" ".join(str(n) for n in range(20)))
     assert len(many.items) == len(PLACEHOLDERS) and "19" in many.text  # the rest left as typed
 
@@ -132,8 +141,11 @@ def test_what_people_type_comes_back_whole(client):
              "Zwei Kinder essen Eis 🍦 am Strand.",
              "Grzegorz fährt mit dem Fahrrad zur Arbeit.",  # a name as the first word
              "Anna und Balthasar spielen Gitarre."]
-    items = ["99", "info.104@mail.de", "www.sommerfest2024.de", "Balthasar", "🍦", "Grzegorz", "Anna"]
-    results = client.translate(cases[:4], beam_size=5) + client.translate(cases[4:], beam_size=5)
+    cases += ["Ein Eis kostet 2,50 €.", "Ein Mann mit einem Schild #streik läuft.",
+              "Eine Frau fotografiert https://example.com/x?y=1 mit dem Handy."]
+    items = ["99", "info.104@mail.de", "www.sommerfest2024.de", "Balthasar", "🍦", "Grzegorz", "Anna",
+             "2,50 €", "#streik", "https://example.com/x?y=1"]
+    results = [t for i in range(0, len(cases), 4) for t in client.translate(cases[i:i + 4], beam_size=5)]
     for item, t in zip(items, results):
         assert t.text.count(item) == 1, (item, t.text)
         assert "⦅" not in t.text and "⁇" not in t.text
@@ -143,6 +155,8 @@ def test_what_people_type_comes_back_whole(client):
                                               "Ein Mann fährt Fahrrad."])
     assert upper.text == upper.text.upper() and "MAN" in upper.text and "FAHRRAD" not in upper.text
     assert "man" in lower.text.lower() and lower.text.rstrip()[-1] != "."  # typed without a full stop
+    [listed] = client.translate(["• Ein Hund\n• Eine Katze\n• Zwei Vögel"])
+    assert [line[:2] for line in listed.text.split("\n")] == ["• "] * 3 and "dog" in listed.text.lower()
     for word in ("Hund", "Ein Hund", "Katze"):  # fragments end instead of looping
         [t] = client.translate([word])
         assert 1 <= len(t.text.split()) <= 3, t.text
