@@ -89,7 +89,7 @@ class TranslationCore:
             options = search_options(request.options, self.cfg.defaults, limits)
             check_texts(request.texts, limits)
             started = time.perf_counter()
-            # segmentation and tokenization take milliseconds per page: off the event loop
+            # segmentation and tokenization take milliseconds per page: pages leave the event loop
             sentences = await _run(loop, sum(map(len, request.texts)),
                                    lambda: [model.text.split(t) for t in request.texts])
             self.metrics.inference_seconds.labels(model.name, "tokenize").observe(time.perf_counter() - started)
