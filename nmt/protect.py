@@ -1,6 +1,6 @@
 """What must not be translated: numbers (with currency, per cent or unit), URLs, e-mail addresses,
-hashtags and @mentions, emoji and words the model cannot know are replaced by placeholder tokens
-before translation and put back afterwards.
+hashtags and @mentions, emoji and emoticons, and words the model cannot know are replaced by
+placeholder tokens before translation and put back afterwards.
 
 The model learned to copy placeholders (training/augment.py). A placeholder the model drops is
 put back by the attention (after the Luong et al. 2015 "Addressing the Rare Word Problem in NMT"
@@ -22,11 +22,14 @@ _PLACEHOLDER_RE = re.compile(r"⦅[1-9]⦆")
 _URL = r"(?:https?://|ftp://|www\.)[^\s<>\"]+[^\s<>\".,;:!?)\]]"
 _EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
 _CURRENCY = "$€£¥₹₽₩₺₴₿¢"
-# a number, with its currency sign, per cent sign or short unit ("12,50 €", "$13", "50 %", "10km")
+# units that may follow a number after a space ("5 km"); glued to it, any 1-3 letters do ("10km")
+_UNITS = "km/h|m/s|°C|°F|km|cm|mm|m|kg|mg|ml|min|kB|MB|GB|TB|Hz|kHz|MHz|GHz|kW|mph"
+# a number, with its currency sign, per cent sign or unit ("12,50 €", "$13", "50 %", "5 km")
 _NUMBER = (rf"(?<![\w])(?:[{_CURRENCY}]\s?)?[+-]?\d(?:[\d.,:/'-]*\d)?"
-           rf"(?:\s?[%{_CURRENCY}]|[a-zA-Z]{{1,3}}(?![\w]))?")
+           rf"(?:\s?(?:[%{_CURRENCY}]|(?:{_UNITS})(?![\w/]))|[a-zA-Z]{{1,3}}(?![\w]))?")
 _TAG = r"(?<![\w@#])[#@][^\W\d_]\w*"  # hashtags and @mentions
-_ITEM_RE = re.compile(f"{_URL}|{_EMAIL}|{_NUMBER}|{_TAG}")
+_EMOTICON = r"(?<!\S)(?:[:;=8][-'^]?[)(\]\[DPpO/|*]|<3|[xX]D)(?=$|[\s.,!?;])"  # ":)", ";-)", "<3", "xD"
+_ITEM_RE = re.compile(f"{_URL}|{_EMAIL}|{_NUMBER}|{_TAG}|{_EMOTICON}")
 #: URLs and e-mail addresses: a sentence never ends inside one (nmt/segment.py)
 LINK_RE = re.compile(f"{_URL}|{_EMAIL}")
 _WORD_RE = re.compile(r"\S+")

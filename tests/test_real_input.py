@@ -56,6 +56,8 @@ def test_protected_items_become_placeholders_and_come_back():
     assert restore(p.text, p.items) == text
     money = protect("Ein Eis kostet 2,50 € oder $3, bei 50 % Rabatt #sommer @eisdiele")
     assert list(money.items.values()) == ["2,50 €", "$3", "50 %", "#sommer", "@eisdiele"]
+    units = protect("In 5 km fährt er 50 km/h, 3 m hoch, bei 20 °C; 5 Hunde :) <3")
+    assert list(units.items.values()) == ["5 km", "50 km/h", "3 m", "20 °C", "5", ":)", "<3"]
     many = protect(" ".join(str(n) for n in range(20)))
     assert len(many.items) == len(PLACEHOLDERS) and "19" in many.text  # the rest left as typed
 
@@ -142,9 +144,10 @@ def test_what_people_type_comes_back_whole(client):
              "Grzegorz fährt mit dem Fahrrad zur Arbeit.",  # a name as the first word
              "Anna und Balthasar spielen Gitarre."]
     cases += ["Ein Eis kostet 2,50 €.", "Ein Mann mit einem Schild #streik läuft.",
-              "Eine Frau fotografiert https://example.com/x?y=1 mit dem Handy."]
+              "Eine Frau fotografiert https://example.com/x?y=1 mit dem Handy.", "Ein Hund <3",
+              "Ein Auto fährt 50 km/h."]
     items = ["99", "info.104@mail.de", "www.sommerfest2024.de", "Balthasar", "🍦", "Grzegorz", "Anna",
-             "2,50 €", "#streik", "https://example.com/x?y=1"]
+             "2,50 €", "#streik", "https://example.com/x?y=1", "<3", "50 km/h"]
     results = [t for i in range(0, len(cases), 4) for t in client.translate(cases[i:i + 4], beam_size=5)]
     for item, t in zip(items, results):
         assert t.text.count(item) == 1, (item, t.text)
