@@ -19,8 +19,10 @@ def cmd_train(args) -> None:
     trainer = Trainer(cfg, resume=not args.restart)
     try:
         result = trainer.train()
-    finally:
-        trainer.close()
+    except BaseException:
+        trainer.close(finished=False)
+        raise
+    trainer.close()
     if trainer.main:
         print(json.dumps(result))
 
