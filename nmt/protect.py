@@ -1,6 +1,6 @@
-"""What must not be translated: numbers (with currency, per cent or unit), URLs, e-mail addresses,
-hashtags and @mentions, emoji and emoticons, and words the model cannot know are replaced by
-placeholder tokens before translation and put back afterwards.
+"""What must not be translated: numbers (with currency, per cent or unit), telephone numbers,
+URLs, e-mail addresses, hashtags and @mentions, emoji and emoticons, and words the model cannot
+know are replaced by placeholder tokens before translation and put back afterwards.
 
 The model learned to copy placeholders (training/augment.py). A placeholder the model drops is
 put back by the attention (after the Luong et al. 2015 "Addressing the Rare Word Problem in NMT"
@@ -27,9 +27,11 @@ _UNITS = "km/h|m/s|°C|°F|km|cm|mm|m|kg|mg|ml|min|kB|MB|GB|TB|Hz|kHz|MHz|GHz|kW
 # a number, with its currency sign, per cent sign or unit ("12,50 €", "$13", "50 %", "5 km")
 _NUMBER = (rf"(?<![\w])(?:[{_CURRENCY}]\s?)?[+-]?\d(?:[\d.,:/'-]*\d)?"
            rf"(?:\s?(?:[%{_CURRENCY}]|(?:{_UNITS})(?![\w/]))|[a-zA-Z]{{1,3}}(?![\w]))?")
+# a telephone number in groups: international ("+49 30 1234567") or with a leading 0 ("030 123 45")
+_PHONE = r"(?<![\w+])(?:\+\d{1,3}|0\d{1,5})(?:[ /-]\d{2,}){1,4}(?![\w])"
 _TAG = r"(?<![\w@#])[#@][^\W\d_]\w*"  # hashtags and @mentions
 _EMOTICON = r"(?<!\S)(?:[:;=8][-'^]?[)(\]\[DPpO/|*]|<3|[xX]D)(?=$|[\s.,!?;])"  # ":)", ";-)", "<3", "xD"
-_ITEM_RE = re.compile(f"{_URL}|{_EMAIL}|{_NUMBER}|{_TAG}|{_EMOTICON}")
+_ITEM_RE = re.compile(f"{_URL}|{_EMAIL}|{_PHONE}|{_NUMBER}|{_TAG}|{_EMOTICON}")
 #: URLs and e-mail addresses: a sentence never ends inside one (nmt/segment.py)
 LINK_RE = re.compile(f"{_URL}|{_EMAIL}")
 _WORD_RE = re.compile(r"\S+")

@@ -58,6 +58,8 @@ def test_protected_items_become_placeholders_and_come_back():
     assert list(money.items.values()) == ["2,50 €", "$3", "50 %", "#sommer", "@eisdiele"]
     units = protect("In 5 km fährt er 50 km/h, 3 m hoch, bei 20 °C; 5 Hunde :) <3")
     assert list(units.items.values()) == ["5 km", "50 km/h", "3 m", "20 °C", "5", ":)", "<3"]
+    phones = protect("Ruf +49 30 1234567 an oder 030 123 4567, nicht 10 20 30")
+    assert list(phones.items.values()) == ["+49 30 1234567", "030 123 4567", "10", "20", "30"]
     many = protect(" ".join(str(n) for n in range(20)))
     assert len(many.items) == len(PLACEHOLDERS) and "19" in many.text  # the rest left as typed
 
