@@ -74,7 +74,24 @@ def sentence_spans(text: str, lang: str) -> list[tuple[int, int]]:
                 spans[-1] = (spans[-1][0], offset + at + len(tail))
             else:
                 spans.append((offset + at, offset + at + len(tail)))
-    return _join_across_links(text, spans)
+    return _join_across_links(text, _split_after_runs(text, spans))
+
+
+_RUN = re.compile(r"[!?]{2,}(?=\s+\S)")
+
+
+def _split_after_runs(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sentences ended by a run of "!" or "?" that the segmenter ran together: pysbd splits after
+    "!!" but not after "!!!" ("Toll!!! Ein Hund bellt." stayed one sentence)."""
+    out = []
+    for start, end in spans:
+        for run in _RUN.finditer(text, start, end):
+            nxt = run.end() + len(text[run.end():end]) - len(text[run.end():end].lstrip())
+            if nxt < end:
+                out.append((start, run.end()))
+                start = nxt
+        out.append((start, end))
+    return out
 
 
 def _join_across_links(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -26,6 +26,7 @@ class SourceSentence:
     items: dict[str, str] = field(default_factory=dict)  # placeholder -> original text
     upper: bool = False  # all-caps input: translated in lower case, output upper-cased
     unfinished: bool = False  # typed without final punctuation: one added, removed from the output
+    ending: str = ""  # a final run ("!!!", "?!?") the model read as one mark; the output ends with it
 
 
 @dataclass
@@ -58,6 +59,7 @@ def casing_style(text: str) -> str:
 
 _FINAL = re.compile(r"[.!?…:;)\"'»“”]\s*$")
 _FINAL_STOP = re.compile(r"\s*[.!?…]+$")
+_FINAL_RUN = re.compile(r"[!?]{2,}$")  # "Toll!!!": captions have one mark, the model loops on three
 _CORE = re.compile(r"^(\W*)(.*?)(\W*)$")
 
 
@@ -185,6 +187,10 @@ class TextProcessor:
         unfinished = self.complete_punctuation and not _FINAL.search(model_text)
         if unfinished:
             model_text += "."
+        run = _FINAL_RUN.search(model_text)
+        ending = run.group() if run else ""
+        if ending:
+            model_text = model_text[: run.start()] + ending[0]
         items: dict[str, str] = {}
         if self.protects:
             protected = protect(model_text, self._is_name if self.protect_names else None,
@@ -192,7 +198,7 @@ class TextProcessor:
             model_text, items = protected.text, protected.items
         end = len(sentence) if end is None else end
         return SourceSentence(start, end, model_text, self.source.encode(model_text), items, upper,
-                              unfinished)
+                              unfinished, ending)
 
     def source_tokens(self, sentence: SourceSentence) -> list[str]:
         """The source as the model read it, protected items shown as they are."""
@@ -227,6 +233,8 @@ class TextProcessor:
         pieces = [self._show(p, sentence.items) for p in self.target.pieces(ids)]
         if sentence.unfinished:
             text = _FINAL_STOP.sub("", text)
+        if sentence.ending:
+            text = _FINAL_STOP.sub("", text) + sentence.ending
         if sentence.upper:
             text, pieces = text.upper(), [p.upper() for p in pieces]
         return SentenceOutput(text, pieces, ids, attention)

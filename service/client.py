@@ -87,13 +87,15 @@ def _translation(t: pb.Translation) -> Translation:
 
 SERVICE = "translation.v1.Translator"
 # gRPC service config: round_robin over every address the target resolves to; UNAVAILABLE (a
-# replica draining or shedding load, or gone) is retried with backoff, on another replica.
+# replica draining or shedding load, or gone) is retried with backoff, on another replica, and so
+# is CANCELLED: a replica that stops cancels the calls it had received but not started (seen once
+# in tests/test_replicas.py). Translating is idempotent; a call this client cancels is never retried.
 SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [{
         "name": [{"service": SERVICE}],
         "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.05s", "maxBackoff": "1s",
-                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
+                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"]},
     }],
 }
 CHANNEL_OPTIONS = [

@@ -47,6 +47,12 @@ def test_list_markers_stay_outside_the_sentences():
     assert [("- ")[a:b] for a, b in sentence_spans("- ", "de")] == ["-"]  # nothing after it: kept as typed
 
 
+def test_runs_of_exclamation_and_question_marks_end_sentences():
+    text = "Toll!!! Ein Hund bellt. Was??? Eine Katze?!? Ja!!"
+    assert [text[a:b] for a, b in sentence_spans(text, "de")] == [
+        "Toll!!!", "Ein Hund bellt.", "Was???", "Eine Katze?!?", "Ja!!"]
+
+
 def test_protected_items_become_placeholders_and_come_back():
     text = "Schreib an info.104@mail.de oder https://zoo-leipzig.de/tickets, Linie 99 um 14:30 😀 Grzegorz!"
     p = protect(text, is_name=lambda w: w == "Grzegorz")
@@ -160,6 +166,8 @@ def test_what_people_type_comes_back_whole(client):
                                               "Ein Mann fährt Fahrrad."])
     assert upper.text == upper.text.upper() and "MAN" in upper.text and "FAHRRAD" not in upper.text
     assert "man" in lower.text.lower() and lower.text.rstrip()[-1] != "."  # typed without a full stop
+    [shouted] = client.translate(["Ein Mann!!! Eine Frau???"])
+    assert shouted.text.startswith("A man") and "!!! A woman" in shouted.text and shouted.text.endswith("???")
     [listed] = client.translate(["• Ein Hund\n• Eine Katze\n• Zwei Vögel"])
     assert [line[:2] for line in listed.text.split("\n")] == ["• "] * 3 and "dog" in listed.text.lower()
     for word in ("Hund", "Ein Hund", "Katze"):  # fragments end instead of looping
