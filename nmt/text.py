@@ -27,6 +27,7 @@ class SourceSentence:
     upper: bool = False  # all-caps input: translated in lower case, output upper-cased
     unfinished: bool = False  # typed without final punctuation: one added, removed from the output
     ending: str = ""  # a final run ("!!!", "?!?") the model read as one mark; the output ends with it
+    verbatim: str | None = None  # no letter or digit ("...", "???"): not for the model, given back as typed
 
 
 @dataclass
@@ -177,6 +178,9 @@ class TextProcessor:
         return [self.prepare(text[a:b], a, b) for a, b in spans]
 
     def prepare(self, sentence: str, start: int = 0, end: int | None = None) -> SourceSentence:
+        end = len(sentence) if end is None else end
+        if not any(ch.isalnum() for ch in sentence):  # the model would make words of "???"
+            return SourceSentence(start, end, sentence, [], verbatim=sentence)
         model_text = normalize(sentence)
         style = casing_style(model_text)
         upper = style == "upper" and self.casing != "none"
@@ -196,13 +200,20 @@ class TextProcessor:
             protected = protect(model_text, self._is_name if self.protect_names else None,
                                 self._can_encode)
             model_text, items = protected.text, protected.items
-        end = len(sentence) if end is None else end
         return SourceSentence(start, end, model_text, self.source.encode(model_text), items, upper,
                               unfinished, ending)
 
     def source_tokens(self, sentence: SourceSentence) -> list[str]:
         """The source as the model read it, protected items shown as they are."""
         return [self._show(p, sentence.items) for p in self.source.pieces(sentence.ids)]
+
+    def results(self, sentence: SourceSentence, hypotheses: list[Hypothesis]
+                ) -> list[tuple[SentenceOutput, Hypothesis]]:
+        """Each hypothesis of a sentence as output text, with the hypothesis; a verbatim
+        sentence (nothing was decoded) as typed."""
+        if sentence.verbatim is not None:
+            return [(SentenceOutput(sentence.verbatim, [], [], None), Hypothesis([], 0.0, 0.0))]
+        return [(self.finish(sentence, h), h) for h in hypotheses]
 
     def finish(self, sentence: SourceSentence, hyp: Hypothesis) -> SentenceOutput:
         ids, attention = hyp.token_ids, hyp.attention
@@ -282,7 +293,7 @@ def translate_texts(engine, processor: TextProcessor, texts: list[str], options,
     for text, sentences in zip(texts, split):
         outputs = []
         for sentence in sentences:
-            outputs.append([processor.finish(sentence, h) for h in hyps[i]])
+            outputs.append([o for o, _ in processor.results(sentence, hyps[i])])
             i += 1
         best = [o[0].text if o else "" for o in outputs]
         results.append(TextTranslation(join(text, sentences, best), sentences, outputs))

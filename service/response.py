@@ -28,9 +28,8 @@ def build_translations(model: Model, texts, sentences, jobs, with_attention: boo
         for sentence in text_sentences:
             job = next(jobs)
             outputs, hyps, seen = [], [], set()
-            for h in job.hypotheses:  # two segmentations of the same words are one alternative
-                o = model.text.finish(sentence, h)
-                if o.text not in seen:
+            for o, h in model.text.results(sentence, job.hypotheses):
+                if o.text not in seen:  # two segmentations of the same words are one alternative
                     seen.add(o.text)
                     outputs.append(o)
                     hyps.append(h)

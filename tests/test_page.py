@@ -34,6 +34,7 @@ def page():
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1100,1300"):
         options.add_argument(arg)
     options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors, failed loads
     driver = webdriver.Chrome(options=options, service=Service(DRIVER))
     try:
         yield driver, server
@@ -112,6 +113,24 @@ def test_typing_a_sentence_shows_translation_heatmap_and_hover(page, tmp_path):
     shot.parent.mkdir(parents=True, exist_ok=True)
     first.find_elements(By.CSS_SELECTOR, ".nbest button")[0].click()
     assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+
+def test_a_sentence_with_nothing_to_translate_is_shown_as_kept(page):
+    from selenium.webdriver.common.by import By
+
+    driver, server = page
+    driver.get(server.http + "/")
+    _wait(driver, lambda d: "demo-de-en" in d.find_element(By.ID, "model").text)
+    box = driver.find_element(By.ID, "text")
+    box.clear()
+    box.send_keys("Ein Hund. ??? Eine Katze.")
+    driver.find_element(By.ID, "go").click()
+    _wait(driver, lambda d: d.find_element(By.ID, "output").text.strip())
+    assert driver.find_element(By.ID, "output").text == _api(server, "Ein Hund. ??? Eine Katze.", 5, 3)["hypotheses"][0]["text"]
+    sections = driver.find_elements(By.CSS_SELECTOR, "section.sentence")
+    assert len(sections) == 3 and "kept as typed" in sections[1].text
+    assert not sections[1].find_elements(By.CSS_SELECTOR, "td.cell, .replay")  # no heatmap, no replay
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
 
 
 def test_errors_are_shown_in_the_page(page):

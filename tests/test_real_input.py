@@ -166,6 +166,9 @@ def test_what_people_type_comes_back_whole(client):
                                               "Ein Mann fährt Fahrrad."])
     assert upper.text == upper.text.upper() and "MAN" in upper.text and "FAHRRAD" not in upper.text
     assert "man" in lower.text.lower() and lower.text.rstrip()[-1] != "."  # typed without a full stop
+    marks = client.translate(["...", "???", "- - -", "Ein Hund. . . Eine Katze."], beam_size=3, num_hypotheses=2)
+    assert [t.text for t in marks[:3]] == ["...", "???", "- - -"]  # nothing for the model: as typed
+    assert marks[3].text.startswith("A dog. . . ") and all(t.hypotheses for t in marks)
     [shouted] = client.translate(["Ein Mann!!! Eine Frau???"])
     assert shouted.text.startswith("A man") and "!!! A woman" in shouted.text and shouted.text.endswith("???")
     [listed] = client.translate(["• Ein Hund\n• Eine Katze\n• Zwei Vögel"])
