@@ -74,7 +74,7 @@ def compound_head(word: str, known: dict[str, str], min_part: int = 3) -> str | 
     for i in range(n):
         if ok[i] is None:
             continue
-        for link in ("", "s", "es", "n", "en", "e", "-"):
+        for link in ("", "s", "es", "n", "en", "e", "-") if i else ("",):  # links join parts, never lead
             start = i + len(link) if word.startswith(link, i) else None
             if start is None:
                 continue
@@ -141,9 +141,11 @@ class TextProcessor:
         return bool(self._src_placeholders)
 
     def _is_name(self, word: str) -> bool:
-        """Capitalised, never seen in training, not a compound of known words ("Grzegorz", "B-XY")."""
+        """Capitalised (or with a capital inside: "iPhone", "eBay"), never seen in training, not a
+        compound of known words ("Grzegorz", "B-XY")."""
         low = word.lower()
-        return (word[:1].isupper() and low not in self.forms and "/" not in word  # "Mann/eine": words
+        return (any(ch.isupper() for ch in word) and low not in self.forms
+                and "/" not in word  # "Mann/eine": words
                 and compound_head(low, self.forms) is None)
 
     def _is_suffix(self, token: int) -> bool:
