@@ -54,16 +54,16 @@ def bucket(stack: str) -> str:
     return BUCKETS[-1][0]
 
 
-def thread_cpu(pid: int) -> dict[str, tuple[str, float]]:
-    """tid -> (name, CPU seconds) of every thread of `pid`."""
+def thread_cpu(pid: int) -> dict[str, float]:
+    """tid -> CPU seconds (user + system) of every thread of `pid`."""
     out = {}
     tick = os.sysconf("SC_CLK_TCK")
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            out[task.name] = ((task / "comm").read_text().strip(), (int(fields[11]) + int(fields[12])) / tick)
-        except OSError:
+        except OSError:  # the thread ended meanwhile
             continue
+        out[task.name] = (int(fields[11]) + int(fields[12])) / tick
     return out
 
 
@@ -91,8 +91,8 @@ def profile(server: Server, texts: list[str], clients: int, beam: int, spy: str)
         kinds[head.split("(", 1)[1].split(")", 1)[0] if "(" in head else ""] = kind
         threads[kind][bucket(stack)] += int(count)
     cpu = collections.Counter()
-    for tid, (_, seconds) in after.items():  # ONNX Runtime's pool threads run no Python: py-spy never sees them
-        cpu[kinds.get(tid, "ONNX Runtime pool")] += (seconds - before.get(tid, ("", 0.0))[1]) / elapsed
+    for tid, seconds in after.items():  # ONNX Runtime's pool threads run no Python: py-spy never sees them
+        cpu[kinds.get(tid, "ONNX Runtime pool")] += (seconds - before.get(tid, 0.0)) / elapsed
     busy = {name: {b: n for b, n in c.items() if not b.startswith("idle")} for name, c in threads.items()}
     return {"beam": beam, "per_s": round(sum(rates) / len(rates), 1),
             "cpu_cores": {k: round(v, 2) for k, v in cpu.items() if v >= 0.005} | {"bench clients": round(client_cpu / elapsed, 2)},

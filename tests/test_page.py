@@ -49,6 +49,17 @@ def _wait(driver, condition, seconds: float = 20):
     return WebDriverWait(driver, seconds).until(lambda d: condition(d))
 
 
+def _open(driver, server):
+    """The page, loaded (the model's card filled in from ListModels); its text box, emptied."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(server.http + "/")
+    _wait(driver, lambda d: "demo-de-en" in d.find_element(By.ID, "model").text)
+    box = driver.find_element(By.ID, "text")
+    box.clear()
+    return box
+
+
 def _api(server, text: str, beam: int, n_best: int) -> dict:
     body = json.dumps({"texts": [text], "options": {"beamSize": beam, "numHypotheses": n_best,
                                                     "returnAttention": True}}).encode()
@@ -63,12 +74,9 @@ def test_typing_a_sentence_shows_translation_heatmap_and_hover(page, tmp_path):
     from selenium.webdriver.common.by import By
 
     driver, server = page
-    driver.get(server.http + "/")
-    _wait(driver, lambda d: "demo-de-en" in d.find_element(By.ID, "model").text)
+    box = _open(driver, server)
     assert "BLEU" in driver.find_element(By.ID, "model").text  # the model's scores from ListModels
     text = "Ein Mann fährt Fahrrad. Zwei Hunde spielen im Schnee"
-    box = driver.find_element(By.ID, "text")
-    box.clear()
     box.send_keys(text)
     driver.find_element(By.ID, "go").click()
     _wait(driver, lambda d: d.find_element(By.ID, "output").text.strip())
@@ -119,11 +127,7 @@ def test_a_sentence_with_nothing_to_translate_is_shown_as_kept(page):
     from selenium.webdriver.common.by import By
 
     driver, server = page
-    driver.get(server.http + "/")
-    _wait(driver, lambda d: "demo-de-en" in d.find_element(By.ID, "model").text)
-    box = driver.find_element(By.ID, "text")
-    box.clear()
-    box.send_keys("Ein Hund. ??? Eine Katze.")
+    _open(driver, server).send_keys("Ein Hund. ??? Eine Katze.")
     driver.find_element(By.ID, "go").click()
     _wait(driver, lambda d: d.find_element(By.ID, "output").text.strip())
     assert driver.find_element(By.ID, "output").text == _api(server, "Ein Hund. ??? Eine Katze.", 5, 3)["hypotheses"][0]["text"]
@@ -137,10 +141,7 @@ def test_errors_are_shown_in_the_page(page):
     from selenium.webdriver.common.by import By
 
     driver, server = page
-    driver.get(server.http + "/")
-    _wait(driver, lambda d: "demo-de-en" in d.find_element(By.ID, "model").text)
-    box = driver.find_element(By.ID, "text")
-    box.clear()
+    box = _open(driver, server)
     driver.execute_script("arguments[0].value = arguments[1]", box, "Hund " * 80)  # over the 300-character limit
     driver.find_element(By.ID, "go").click()
     error = _wait(driver, lambda d: d.find_element(By.ID, "error").is_displayed() and d.find_element(By.ID, "error"))
@@ -150,15 +151,12 @@ def test_errors_are_shown_in_the_page(page):
 
 
 def test_the_page_is_self_contained_and_fits_a_phone(page):
-    from selenium.webdriver.common.by import By
-
     html = (ROOT / "service" / "web" / "index.html").read_text(encoding="utf-8")
     assert "http://" not in html and "https://" not in html  # no CDN, no external fonts
     driver, server = page
     driver.set_window_size(390, 844)
     try:
-        driver.get(server.http + "/")
-        _wait(driver, lambda d: "demo-de-en" in d.find_element(By.ID, "model").text)
+        _open(driver, server)
         width = driver.execute_script("return document.documentElement.scrollWidth")
         assert width <= 390  # no sideways scrolling of the page itself (the heatmap scrolls in its box)
     finally:
