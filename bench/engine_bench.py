@@ -7,11 +7,13 @@ and ONNX Runtime thread pools fight when they share one).
 
 Prints sentences/s per configuration and the ratio to ONNX Runtime fp32, then how close each
 engine's decoder comes to the hardware: decoder row-steps/s (rows x steps over the time outside the
-encoder), the FLOP rate that makes (FLOPs of one row-step counted from the architecture) and, as the
-reference, ONNX Runtime running only the decoder's largest matmul (the output projection) at the
-same average rows per step, measured in the same run; and the decoder step alone at 1, 32 and 128
-rows (fed back its own output, no search around it), which separates what the graph does from what
-the search around it costs. Every engine runs `--repeats` times, in turn; medians are reported.
+encoder), the FLOP rate that makes (FLOPs of one row-step counted from the architecture) and two
+references measured in the same run at the same average rows per step: ONNX Runtime running only
+the decoder's largest matmul (the output projection), whose weights stay in the caches from one run
+to the next, and running all the decoder's matmuls (same shapes, so the same megabytes of weights
+to read per step) with nothing between them; and the decoder step alone at 1, 32 and 128 rows (fed
+back its own output, no search around it), which separates what the graph does from what the
+search around it costs. Every engine runs `--repeats` times, in turn; medians are reported.
 Decoding uses the service's length guard (`max_length_factor`). Saves bench/results/engines.png.
 """
 
@@ -123,38 +125,53 @@ class Counted:
         return self.engine.step(prev_ids, state, k)
 
 
+def weight_shapes(arch: dict) -> list[tuple[int, int]]:
+    """(inner, outer) of every weight matrix a decoder step multiplies by: the RNN's input and
+    hidden Gemms, the additive attention's query layer, the output layer and the output projection."""
+    E, H, O, V = arch["emb_size"], arch["decoder_hidden"], arch["output_size"], arch["tgt_vocab_size"]
+    M, A = 2 * arch["encoder_hidden"], arch["attention_size"]
+    gates = 3 if arch["rnn_type"] == "gru" else 4
+    shapes = [(E + (O if arch["input_feeding"] else 0), gates * H), (H, gates * H)]
+    if arch["attention"] == "additive":
+        shapes.append((H, A))
+    return shapes + [(H + M + E, O), (O, V)]
+
+
 def row_step_flops(arch: dict, source_tokens: float) -> float:
     """Multiply-adds x 2 of one decoder step for one row (elementwise work left out)."""
-    E, H, O, V = arch["emb_size"], arch["decoder_hidden"], arch["output_size"], arch["tgt_vocab_size"]
-    M, A, S = 2 * arch["encoder_hidden"], arch["attention_size"], source_tokens
-    gates = 3 if arch["rnn_type"] == "gru" else 4
-    rnn = gates * H * (E + (O if arch["input_feeding"] else 0) + H)
-    attention = (H * A + S * A + S * M) if arch["attention"] == "additive" else (S * H + S * M)
-    return 2.0 * (rnn + attention + (H + M + E) * O + O * V)
+    H, M, A, S = arch["decoder_hidden"], 2 * arch["encoder_hidden"], arch["attention_size"], source_tokens
+    attention = (S * A + S * M) if arch["attention"] == "additive" else (S * H + S * M)
+    return 2.0 * (sum(i * o for i, o in weight_shapes(arch)) + attention)
 
 
-def matmul_gflops(rows: int, inner: int, outer: int, threads: int = 2) -> float:
-    """ONNX Runtime running one MatMul (rows, inner) x (inner, outer): the hardware reference."""
+def matmul_gflops(rows: int, shapes: list[tuple[int, int]], threads: int = 2) -> float:
+    """ONNX Runtime running nothing but MatMuls (rows, inner) x (inner, outer), one per shape, each
+    on its own input: the hardware reference. One shape: its weights stay in the caches between
+    runs; all the decoder's shapes: the decoder's own weights, read at every step."""
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    weight = np.random.default_rng(0).standard_normal((inner, outer)).astype(np.float32)
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "reference",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", inner])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", outer])],
-                              [numpy_helper.from_array(weight, "w")])
+    rng = np.random.default_rng(0)
+    nodes, inputs, outputs, weights, feeds = [], [], [], [], {}
+    for i, (inner, outer) in enumerate(shapes):
+        nodes.append(helper.make_node("MatMul", [f"x{i}", f"w{i}"], [f"y{i}"]))
+        inputs.append(helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, ["n", inner]))
+        outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, ["n", outer]))
+        weights.append(numpy_helper.from_array(rng.standard_normal((inner, outer)).astype(np.float32), f"w{i}"))
+        feeds[f"x{i}"] = rng.standard_normal((rows, inner)).astype(np.float32)
+    graph = helper.make_graph(nodes, "reference", inputs, outputs, weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    x = np.ones((rows, inner), np.float32)
     for _ in range(5):
-        session.run(None, {"x": x})
+        session.run(None, feeds)
     reps = max(20, 4000 // rows)
     started = time.perf_counter()
     for _ in range(reps):
-        session.run(None, {"x": x})
-    return 2.0 * rows * inner * outer * reps / (time.perf_counter() - started) / 1e9
+        session.run(None, feeds)
+    flops = sum(2.0 * rows * inner * outer for inner, outer in shapes)
+    return flops * reps / (time.perf_counter() - started) / 1e9
 
 
 def main() -> None:
@@ -190,15 +207,17 @@ def main() -> None:
     configs = list(next(iter(results.values())))
     arch = json.loads((Path(engines[1][2] if len(engines) > 1 else args.checkpoint) / "manifest.json")
                       .read_text())["architecture"]
-    reference: dict[int, float] = {}  # average rows per step -> MatMul GFLOP/s, same run
+    # average rows per step -> GFLOP/s of the output projection's MatMul alone (its 16 MB of fp32
+    # weights stay in the caches) and of all the decoder's MatMuls (its whole weights, as a step reads them)
+    reference: dict[int, tuple[float, float]] = {}
     for label, per_config in decoder.items():
         for config, d in per_config.items():
             rows = max(1, round(d["rows_per_step"]))
             if rows not in reference:
-                reference[rows] = statistics.median(matmul_gflops(rows, arch["output_size"], arch["tgt_vocab_size"])
-                                                    for _ in range(args.repeats))
+                reference[rows] = tuple(statistics.median(matmul_gflops(rows, shapes) for _ in range(args.repeats))
+                                        for shapes in (weight_shapes(arch)[-1:], weight_shapes(arch)))
             d["gflops"] = d["row_steps_per_s"] * row_step_flops(arch, d["source_tokens"]) / 1e9
-            d["matmul_gflops"] = reference[rows]
+            d["matmul_gflops"], d["weights_gflops"] = reference[rows]
     write_result("engines", {"sentences": args.sentences, "configs": configs, "repeats": args.repeats,
                              "rates": {k: {c: round(v, 1) for c, v in r.items()} for k, r in results.items()},
                              "decoder": {k: {c: {n: round(v, 3) for n, v in d.items()} for c, d in r.items()}
@@ -207,15 +226,15 @@ def main() -> None:
     print(f"{'engine':<20}" + "".join(f"{c:>22}" for c in configs))
     for label, rates in results.items():
         print(f"{label:<20}" + "".join(f"{rates[c]:>12.1f} ({rates[c] / base[c]:4.2f}x)" for c in configs))
-    print("\ndecoder: row-steps/s, GFLOP/s, and the same as a share of one output-projection MatMul"
-          " at the same average rows per step\n")
-    print(f"{'engine':<12}{'config':<20}{'rows/step':>10}{'row-steps/s':>13}{'GFLOP/s':>9}"
-          f"{'MatMul':>8}{'share':>7}{'encoder':>9}")
+    print("\ndecoder: row-steps/s, GFLOP/s, and the same as a share of the output projection's MatMul alone"
+          " and of all the decoder's MatMuls, at the same average rows per step\n")
+    print(f"{'engine':<12}{'config':<30}{'rows/step':>10}{'row-steps/s':>13}{'GFLOP/s':>9}"
+          f"{'MatMul':>8}{'share':>7}{'all':>7}{'share':>7}{'encoder':>9}")
     for label, per_config in decoder.items():
         for config, d in per_config.items():
-            print(f"{label:<12}{config:<20}{d['rows_per_step']:>10.1f}{d['row_steps_per_s']:>13.0f}"
+            print(f"{label:<12}{config:<30}{d['rows_per_step']:>10.1f}{d['row_steps_per_s']:>13.0f}"
                   f"{d['gflops']:>9.1f}{d['matmul_gflops']:>8.1f}{d['gflops'] / d['matmul_gflops']:>7.0%}"
-                  f"{d['encoder_share']:>9.0%}")
+                  f"{d['weights_gflops']:>7.0f}{d['gflops'] / d['weights_gflops']:>7.0%}{d['encoder_share']:>9.0%}")
     try:
         import matplotlib
 
