@@ -196,6 +196,24 @@ def decoder() -> str:
     return "\n".join(lines) + "\n\n" + _source(r)
 
 
+def step_profile() -> str:
+    r = _load("step-profile")
+    rows = r["rows"]
+    parts = {int(k): v for k, v in r["parts_us"].items()}
+    names = sorted({k for v in parts.values() for k in v}, key=lambda k: -parts[rows[-1]].get(k, 0.0))
+    lines = ["| part of the decoder step (kind of node) | " + " | ".join(f"{n} row{'s' if n > 1 else ''}" for n in rows) + " |",
+             "|---" * (len(rows) + 1) + "|"]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{parts[n].get(name, 0.0):.0f} us ({parts[n].get(name, 0.0) / sum(parts[n].values()):.0%})"
+                                                 for n in rows) + " |")
+    lines.append("| the step (sum of its kernels) | " + " | ".join(f"{sum(parts[n].values()):.0f} us" for n in rows) + " |")
+    lines += ["", "| output projection's MatMul, GFLOP/s | " + " | ".join(f"{n} row{'s' if n > 1 else ''}" for n in rows) + " |",
+              "|---" * (len(rows) + 1) + "|"]
+    for how in next(iter(r["projection_gflops"].values())):
+        lines.append(f"| {how} | " + " | ".join(f"{r['projection_gflops'][str(n)][how]:.0f}" for n in rows) + " |")
+    return "\n".join(lines) + "\n\n" + _source(r)
+
+
 def shortlist() -> str:
     r = _load("shortlist")
     lines = [f"| shortlist (frequent x per source token) | candidates per sentence | union per batch of {r['batch']} "
@@ -210,7 +228,7 @@ def shortlist() -> str:
     return "\n".join(lines) + "\n\n" + _source(r)
 
 
-TABLES = {"serve_profile": serve_profile, "decoder": decoder, "shortlist": shortlist, "serve": serve, "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
+TABLES = {"step_profile": step_profile, "serve_profile": serve_profile, "decoder": decoder, "shortlist": shortlist, "serve": serve, "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
 
 
 def render(text: str) -> str:
