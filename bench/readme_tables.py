@@ -47,7 +47,7 @@ def robustness() -> str:
         bleu = "" if r["bleu"] is None else f"{r['bleu']:.2f}"
         if "one_by_one_bleu" in r:
             bleu += f" (one by one {r['one_by_one_bleu']:.2f})"
-        verbatim = f"{r['verbatim']:.1f}% of {r['items']}" if "verbatim" in r else ""
+        verbatim = f"{r['verbatim']:.1f}% of {r['items']}{' ' + r['unit'] if 'unit' in r else ''}" if "verbatim" in r else ""
         return [bleu, f"{r['degenerate']:.1f}%", verbatim]
 
     for r in now["rows"]:

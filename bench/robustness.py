@@ -7,7 +7,9 @@ and over sentences written for it, through the same text pipeline the server use
 Variants of Multi30k captions (val or test_2016_flickr): clean; lower-cased; UPPER-CASED; Title Cased;
 no final punctuation; three sentences per text (against the same sentences sent one by one);
 plus bench/data/fragments.tsv (two-word fragments), bench/data/protected.tsv (numbers, URLs,
-e-mails, names, emoji, with references) and captions with such items inserted (verbatim rate only).
+e-mails, names, emoji, with references), captions with such items inserted (verbatim rate only) and
+captions with a phrase in brackets (BLEU of the words; "verbatim": the brackets kept, in order,
+around something).
 BLEU is sacreBLEU, case-insensitive. "degenerate": a word four or more times in a row, or more
 than three times as many words as the source. "verbatim": protected items found unchanged in the output.
 Writes bench/results/robustness-<split>-<name>.json; --plot saves a bar chart.
@@ -70,6 +72,37 @@ def with_items(sources: list[str], seed: int = 0) -> list[tuple[str, list[str]]]
     return out
 
 
+PREPOSITIONS = {"in", "im", "auf", "an", "am", "mit", "vor", "neben", "unter", "über", "hinter", "zwischen",
+                "bei", "beim", "durch", "entlang", "vom", "von", "aus", "zum", "zur", "nach"}
+BRACKETS = re.compile(r"\([^()]*\)")
+
+
+def with_brackets(sources: list[str], refs: list[str]) -> tuple[list[str], list[str]]:
+    """Captions with a prepositional phrase put in brackets, and their references: the last phrase
+    ("Ein Kind spielt (im Garten).") or, every other caption, the first, as three words ("Ein Mann
+    (mit einem Hut) fährt Fahrrad."). Captions without one are left out."""
+    out, kept = [], []
+    for k, (s, r) in enumerate(zip(sources, refs)):
+        words = s.rstrip(" .").split(" ")
+        at = [i for i, w in enumerate(words) if w in PREPOSITIONS and 0 < i < len(words) - 1]
+        if not at:
+            continue
+        if k % 2 and at[0] + 3 < len(words):
+            a, b = at[0], at[0] + 3
+        else:
+            a, b = at[-1], len(words)
+        words[a] = "(" + words[a]
+        words[b - 1] += ")"
+        out.append(" ".join(words) + s[len(s.rstrip(" .")):])
+        kept.append(r)
+    return out, kept
+
+
+def brackets_kept(output: str) -> bool:
+    """One pair of brackets, in order, around something."""
+    return output.count("(") == output.count(")") == 1 and bool(re.search(r"\(\S[^()]*\)", output))
+
+
 def degenerate(source: str, output: str) -> bool:
     words = [w.strip(".,!?;:\"'").lower() for w in output.split()]
     run = 1
@@ -109,6 +142,7 @@ def main() -> None:
     p.add_argument("--no-split", action="store_true", help="translate each text as one row (no segmentation)")
     p.add_argument("--no-protect", action="store_true", help="no placeholders for protected items")
     p.add_argument("--no-names", action="store_true", help="do not protect unknown capitalised words")
+    p.add_argument("--no-brackets", action="store_true", help="leave brackets to the model (see nmt/brackets.py)")
     p.add_argument("--only", help="comma-separated variants to run (default: all)")
     p.add_argument("--plot", help="save a bar chart here")
     args = p.parse_args()
@@ -126,6 +160,8 @@ def main() -> None:
         processor._src_placeholders, processor._tgt_placeholders = {}, {}
     if args.no_names:
         processor.protect_names = False
+    if args.no_brackets:
+        processor.brackets = False
     options = SearchOptions(beam_size=args.beam, max_length=200, max_length_factor=args.length_factor,
                             no_repeat_ngram_size=args.no_repeat_ngram,
                             repetition_penalty=args.repetition_penalty,
@@ -147,6 +183,7 @@ def main() -> None:
                                      [" ".join(ref[i:i + 3]) for i in range(0, triples, 3)]),
         "two-word fragments": tsv(DATA / "fragments.tsv"),
         "protected items (written)": tsv(DATA / "protected.tsv"),
+        "a phrase in brackets": with_brackets(src, ref),
     }
     inserted = with_items(src)
     wanted = set(args.only.split(",")) if args.only else None
@@ -155,6 +192,9 @@ def main() -> None:
         if wanted and variant not in wanted:
             continue
         outputs = [t.text for t in translate_texts(engine, processor, sources, options, max_batch=64)]
+        if variant == "a phrase in brackets":  # BLEU of the words, brackets counted apart
+            kept = sum(map(brackets_kept, outputs))
+            outputs = [re.sub(r"\s+", " ", o.replace("(", " ").replace(")", " ")).strip() for o in outputs]
         row = {"variant": variant, "texts": len(sources),
                "bleu": round(sacrebleu.corpus_bleu(outputs, [refs], lowercase=True).score, 2),
                "degenerate": round(100 * sum(map(degenerate, sources, outputs)) / len(sources), 2)}
@@ -163,6 +203,9 @@ def main() -> None:
             total = sum(len(i) for i, _ in items)
             row["verbatim"] = round(100 * sum(x in o for i, o in items for x in i) / max(total, 1), 2)
             row["items"] = total
+        if variant == "a phrase in brackets":
+            row["verbatim"], row["items"] = round(100 * kept / len(sources), 2), len(sources)
+            row["unit"] = "bracket pairs"
         if variant == "three sentences per text":
             singles = [t.text for t in translate_texts(engine, processor, src[:triples], options)]
             joined = [" ".join(singles[i:i + 3]) for i in range(0, triples, 3)]
@@ -219,7 +262,7 @@ def print_table(rows: list[dict]) -> None:
         bleu = "" if r["bleu"] is None else f"{r['bleu']:.2f}"
         if "one_by_one_bleu" in r:
             bleu += f" (one by one: {r['one_by_one_bleu']:.2f})"
-        verbatim = f"{r['verbatim']:.1f}% of {r['items']}" if "verbatim" in r else ""
+        verbatim = f"{r['verbatim']:.1f}% of {r['items']}{' ' + r['unit'] if 'unit' in r else ''}" if "verbatim" in r else ""
         print(f"| {r['variant']} | {r['texts']} | {bleu} | {r['degenerate']:.1f}% | {verbatim} |")
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nmt.brackets import Bracket, put_back, take_out
 from nmt.protect import PLACEHOLDERS, protect, repair, restore
 from nmt.search import Hypothesis
 from nmt.segment import sentence_spans
@@ -28,6 +29,13 @@ class SourceSentence:
     unfinished: bool = False  # typed without final punctuation: one added, removed from the output
     ending: str = ""  # a final run ("!!!", "?!?") the model read as one mark; the output ends with it
     verbatim: str | None = None  # no letter or digit ("...", "???"): not for the model, given back as typed
+    brackets: list[Bracket] = field(default_factory=list)  # taken out; ranges of `bracket_source`
+    bracket_source: str = ""  # the sentence without its brackets, before the casing rule
+
+    @property
+    def needs_attention(self) -> bool:
+        """Placeholders and brackets are put back with the help of the attention."""
+        return bool(self.items or self.brackets)
 
 
 @dataclass
@@ -120,6 +128,7 @@ class TextProcessor:
         stop added, and the full stop is taken off the translation."""
         self.complete_punctuation = complete_punctuation
         self.segment = True
+        self.brackets = True  # take brackets out and put them back (nmt/brackets.py)
         self.source, self.target, self.language = source, target, language
         self.forms = {w.lower(): w for w in word_forms or () if w}
         self.protect_names = bool(self.forms)
@@ -184,6 +193,10 @@ class TextProcessor:
         if not any(ch.isalnum() for ch in sentence):  # the model would make words of "???"
             return SourceSentence(start, end, sentence, [], verbatim=sentence)
         model_text = normalize(sentence)
+        brackets: list[Bracket] = []
+        if self.brackets:
+            model_text, brackets = take_out(model_text)
+        bracket_source = model_text if brackets else ""
         style = casing_style(model_text)
         upper = style == "upper" and self.casing != "none"
         if self.casing == "truecase" and style != "mixed" and self.forms:
@@ -203,7 +216,7 @@ class TextProcessor:
                                 self._can_encode)
             model_text, items = protected.text, protected.items
         return SourceSentence(start, end, model_text, self.source.encode(model_text), items, upper,
-                              unfinished, ending)
+                              unfinished, ending, brackets=brackets, bracket_source=bracket_source)
 
     def source_tokens(self, sentence: SourceSentence) -> list[str]:
         """The source as the model read it, protected items shown as they are."""
@@ -250,6 +263,9 @@ class TextProcessor:
             text = _FINAL_STOP.sub("", text) + sentence.ending
         if sentence.upper:
             text, pieces = text.upper(), [p.upper() for p in pieces]
+        if sentence.brackets:
+            text = put_back(text, pieces, sentence.bracket_source, self.source_tokens(sentence), attention,
+                            sentence.brackets)
         return SentenceOutput(text, pieces, ids, attention)
 
     @staticmethod
@@ -286,9 +302,8 @@ def translate_texts(engine, processor: TextProcessor, texts: list[str], options,
 
     split = [processor.split(t) for t in texts]
     flat = [s for sentences in split for s in sentences]
-    # placeholder repair needs the attention of sentences that have protected items
     with_attention = replace(options, return_attention=True)
-    per_sentence = [with_attention if s.items and not options.return_attention else options for s in flat]
+    per_sentence = [with_attention if s.needs_attention and not options.return_attention else options for s in flat]
     hyps = translate_batch(engine, [s.ids for s in flat], per_sentence, max_batch=max_batch,
                            progress=progress)
     results, i = [], 0

@@ -100,12 +100,12 @@ class TranslationCore:
         remaining = time_remaining() if time_remaining else None
         budget = limits.max_request_seconds if remaining is None else min(remaining, limits.max_request_seconds)
         deadline = time.monotonic() + budget
-        # placeholders are put back with the help of the attention: ask for it where they are
+        # placeholders and brackets are put back with the help of the attention: ask for it there
         with_attention = replace(options, return_attention=True)
         futures, jobs = [], []
         for sentence in (s for text in sentences for s in text):
             future = loop.create_future()
-            jobs.append(Job(sentence.ids, with_attention if sentence.items else options, deadline=deadline,
+            jobs.append(Job(sentence.ids, with_attention if sentence.needs_attention else options, deadline=deadline,
                             on_done=lambda job, f=future: self._answer(loop, f, job)))
             futures.append(future)
         refused = model.scheduler.submit(jobs) if jobs else None

@@ -5,19 +5,18 @@ The document is read with the standard library's HTML parser. Block elements (p,
 cut it into segments; each segment's text is translated as one text (sentences split as usual),
 so `<b>` in the middle of a sentence does not cut the sentence in two. Inline elements (b, a, span,
 ...) are character ranges of their segment's text; after translation each range covers the target
-tokens aligned to its source tokens by the model's attention (a target token whose strongest
-attention is on the range and which is the token that attends most to one of the range's words;
-when no token is both, the latter), widened to whole words and kept inside its parent element. Script, style and `translate="no"` content is
-copied verbatim; entities are decoded for the model and escaped again in the output.
+tokens that render its source tokens by the model's attention (`nmt/align.py`), widened to whole
+words and kept inside its parent element. Script, style and `translate="no"` content is copied
+verbatim; entities are decoded for the model and escaped again in the output.
 """
 
 from __future__ import annotations
 
-import difflib
 import html
-import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+
+from nmt.align import char_spans, rendering, widen
 
 BLOCK = {"address", "article", "aside", "blockquote", "body", "br", "caption", "dd", "details", "dialog",
          "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4",
@@ -25,7 +24,6 @@ BLOCK = {"address", "article", "aside", "blockquote", "body", "br", "caption", "
          "summary", "table", "tbody", "td", "tfoot", "th", "thead", "title", "tr", "ul", "option"}
 VERBATIM = {"script", "style", "code", "kbd", "samp", "var", "textarea", "svg", "math"}
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
-WORD = re.compile(r"\w", re.UNICODE)
 
 
 @dataclass
@@ -151,39 +149,6 @@ def parse(document: str) -> list[Segment]:
     return reader.segments
 
 
-def char_spans(text: str, pieces: list[str], offset: int = 0) -> list[tuple[int, int]]:
-    """Where each subword piece is in `text` (from `offset`): matched character by character,
-    ignoring case and whitespace, so truecasing or a changed character only blurs the edges."""
-    chars = [(i, c.lower()) for i, c in enumerate(text) if i >= offset and not c.isspace()]
-    flat, owner = [], []
-    for p, piece in enumerate(pieces):
-        for c in piece.replace("\u2581", "").lower():
-            if not c.isspace():
-                flat.append(c)
-                owner.append(p)
-    where: list[list[int]] = [[] for _ in pieces]
-    matcher = difflib.SequenceMatcher(None, flat, [c for _, c in chars], autojunk=False)
-    for a, b, size in matcher.get_matching_blocks():
-        for k in range(size):
-            where[owner[a + k]].append(chars[b + k][0])
-    spans: list[tuple[int, int] | None] = [(min(w), max(w) + 1) if w else None for w in where]
-    last = offset
-    for p, span in enumerate(spans):  # unmatched pieces: zero width after the previous one
-        if span is None:
-            spans[p] = (last, last)
-        last = spans[p][1]
-    return spans  # type: ignore[return-value]
-
-
-def _widen(text: str, start: int, end: int) -> tuple[int, int]:
-    """Extend a range to whole words."""
-    while start > 0 and WORD.match(text[start - 1]) and start < len(text) and WORD.match(text[start]):
-        start -= 1
-    while 0 < end < len(text) and WORD.match(text[end - 1]) and WORD.match(text[end]):
-        end += 1
-    return start, end
-
-
 def place(segment: Segment, translation, rank: int = 0) -> str:
     """The translated segment as HTML: `translation` is its Translation message (with attention);
     `rank`: which of its hypotheses (alternatives follow their own attention)."""
@@ -209,17 +174,13 @@ def place(segment: Segment, translation, rank: int = 0) -> str:
     ranges: list[tuple[int, int]] = []
     for k, inline in enumerate(segment.inlines):
         sources = {i for i, (a, b) in enumerate(src_tokens) if a < inline.end and b > inline.start}
-        # both directions agree (the target word attends most to the range, and is the word that
-        # attends most to one of its source words); else the words each source word is seen in most
-        by_column = {max(range(len(weights)), key=lambda j: weights[j][i] if i < len(weights[j]) else 0.0)
-                     for i in sources} if weights else set()
-        chosen = sorted(j for j in by_column if aligned[j] in sources) or sorted(by_column)
+        chosen = rendering(sources, weights)
         if inline.start == inline.end or not chosen:
             before = [j for j, i in enumerate(aligned) if 0 <= i and src_tokens[i][1] <= inline.start]
             pos = max((tgt_tokens[j][1] for j in before), default=0)
             lo = hi = pos
         else:
-            lo, hi = _widen(target, min(tgt_tokens[j][0] for j in chosen), max(tgt_tokens[j][1] for j in chosen))
+            lo, hi = widen(target, min(tgt_tokens[j][0] for j in chosen), max(tgt_tokens[j][1] for j in chosen))
         if inline.parent is not None:  # stay inside the enclosing element
             plo, phi = ranges[inline.parent]
             lo, hi = min(max(lo, plo), phi), max(min(hi, phi), plo)

@@ -5,6 +5,7 @@ through a real server with the committed demo bundle."""
 import numpy as np
 import pytest
 
+from nmt.brackets import Bracket, take_out
 from nmt.protect import PLACEHOLDERS, protect, repair, restore
 from nmt.segment import sentence_spans
 from nmt.text import casing_style, compound_head, join, truecase
@@ -80,6 +81,15 @@ def test_repair_puts_a_dropped_placeholder_after_its_neighbours_translation():
     # an invented placeholder and a duplicate are dropped
     ids, _ = repair([50, 10, 50, 51], None, {50: 1}, {50, 51}, source_words, [True] * 4)
     assert ids == [50, 10]
+
+
+def test_bracket_pairs_are_taken_out_and_others_left_in_the_text():
+    assert take_out("Ein Kind spielt (im Garten).") == ("Ein Kind spielt im Garten.", [Bracket("(", ")", 16, 25)])
+    text, [outer, inner] = take_out("Ein Hund ( der [sehr] große ) bellt")
+    assert text == "Ein Hund der sehr große bellt"  # the spaces just inside go with the bracket
+    assert text[outer.start:outer.end] == "der sehr große" and (inner.open, text[inner.start:inner.end]) == ("[", "sehr")
+    for kept in ("Foto(s) vom Urlaub", "Ein Hund ) bellt ( laut", "Ein Hund (bellt", "Smiley ()", "(a [b) c]"):
+        assert take_out(kept) == (kept, [])  # inside a word, unbalanced, empty or crossed: the model's
 
 
 def test_casing_styles_and_truecasing():
@@ -177,6 +187,19 @@ def test_what_people_type_comes_back_whole(client):
     for word in ("Hund", "Ein Hund", "Katze"):  # fragments end instead of looping
         [t] = client.translate([word])
         assert 1 <= len(t.text.split()) <= 3, t.text
+
+
+def test_brackets_come_back_around_the_translation_of_what_they_enclosed(client):
+    cases = ["Ein Kind spielt (im Garten).", "Ein Mann (mit einem Hut) fährt Fahrrad.", "EIN MANN (MIT HUT) FÄHRT RAD"]
+    bracketed = client.translate(cases)  # no attention asked for: the server asks for it itself
+    plain = client.translate([c.replace("(", "").replace(")", "") for c in cases])
+    for t, p, inside in zip(bracketed, plain, ("garden", "hat", "HAT")):
+        assert t.text.replace("(", "").replace(")", "") == p.text  # the same words as without them
+        assert t.text.count("(") == t.text.count(")") == 1
+        assert inside in t.text[t.text.index("("):t.text.index(")")], t.text
+        assert t.best.attention is None  # and the client gets no attention it did not ask for
+    [t] = client.translate(["Ein Kind spielt (im Garten)."], return_attention=True)
+    assert "(" not in "".join(t.source_tokens) and t.best.attention.shape[1] == len(t.source_tokens)
 
 
 def test_guard_options_reach_the_search_and_are_validated(client):

@@ -1,0 +1,112 @@
+"""Brackets in a sentence. The model never saw them (captions have none) and drops or garbles what
+they enclose ("Ein Mann [links] liest ein Buch" gave "A man is reading a book", "Ein Kind spielt (im
+Garten)." "A child is playing an electric garden."). They are taken out before translation and put
+back around the translation of the words they enclosed, found by the attention (`nmt/align.py`),
+as HTML inline tags are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nmt.align import char_spans, rendering, widen
+
+PAIRS = {"(": ")", "[": "]"}
+_EDGE = ".,;:!?…"  # punctuation a bracket does not take in unless it enclosed such a mark
+
+
+@dataclass
+class Bracket:
+    open: str
+    close: str
+    start: int  # what it enclosed: a character range of the text without brackets
+    end: int
+
+
+def _opens_word(text: str, i: int) -> bool:
+    return i == 0 or not text[i - 1].isalnum()
+
+
+def _closes_word(text: str, j: int) -> bool:
+    return j == len(text) - 1 or not text[j + 1].isalnum()
+
+
+def take_out(text: str) -> tuple[str, list[Bracket]]:
+    """`text` without its bracket pairs, and what each enclosed. A pair counts when it is balanced,
+    stands outside words ("(im Garten)", not "Foto(s)") and encloses a letter or digit; any other
+    bracket stays in the text. Spaces just inside a bracket go with it."""
+    stack: list[int] = []
+    pairs: list[tuple[int, int]] = []
+    for i, ch in enumerate(text):
+        if ch in PAIRS:
+            stack.append(i)
+        elif ch in PAIRS.values():
+            if stack and PAIRS[text[stack[-1]]] == ch:
+                pairs.append((stack.pop(), i))
+            else:
+                stack.clear()  # crossed or stray: the brackets before it are not pairs
+    pairs = [(i, j) for i, j in pairs if _opens_word(text, i) and _closes_word(text, j)
+             and any(ch.isalnum() for ch in text[i + 1:j])]
+    if not pairs:
+        return text, []
+    drop = set()
+    for i, j in pairs:
+        drop.add(i)
+        drop.add(j)
+        k = i + 1
+        while k < j and text[k] == " ":
+            drop.add(k)
+            k += 1
+        k = j - 1
+        while k > i and text[k] == " ":
+            drop.add(k)
+            k -= 1
+    kept = [k for k in range(len(text)) if k not in drop]
+    out = "".join(text[k] for k in kept)
+    position = {k: n for n, k in enumerate(kept)}
+    brackets = []
+    for i, j in sorted(pairs):
+        inside = [position[k] for k in range(i + 1, j) if k in position]
+        brackets.append(Bracket(text[i], text[j], inside[0], inside[-1] + 1))
+    return out, brackets
+
+
+def put_back(output: str, pieces: list[str], source: str, source_pieces: list[str],
+             attention: np.ndarray | None, brackets: list[Bracket]) -> str:
+    """`output` with each bracket around the words that render what it enclosed in `source`
+    (the text without brackets that the model read, as `source_pieces`); `pieces` are the output's
+    subword pieces, one per attention row. A bracket whose words the attention does not find is
+    left out, as the model would have."""
+    if attention is None or not len(attention) or not brackets:
+        return output
+    src_spans = char_spans(source, source_pieces)
+    tgt_spans = char_spans(output, pieces)
+    weights = attention.tolist()
+    inserts: list[tuple[int, int, int, str]] = []  # position, closing first, nesting order, bracket
+    for depth, b in enumerate(brackets):
+        sources = {i for i, (a, z) in enumerate(src_spans) if a < b.end and z > b.start and a < z}
+        chosen = [j for j in rendering(sources, weights, strict=True) if j < len(tgt_spans)]
+        if not chosen:
+            continue
+        first, last = min(chosen), max(chosen)
+        # words just before that attend most to the enclosed ones lead it ("in" of "in front of");
+        # English puts such words first; after the phrase they were strays ("(brown) and")
+        while first > 0 and int(np.argmax(attention[first - 1])) in sources:
+            first -= 1
+        lo, hi = widen(output, tgt_spans[first][0], tgt_spans[last][1])
+        keep_edge = source[b.end - 1] in _EDGE
+        while hi > lo and (output[hi - 1].isspace() or (output[hi - 1] in _EDGE and not keep_edge)):
+            hi -= 1
+        while lo < hi and (output[lo].isspace() or output[lo] in _EDGE):
+            lo += 1
+        if lo < hi:
+            inserts += [(lo, 1, depth, b.open), (hi, 0, -depth, b.close)]
+    out, last = [], 0
+    for pos, _, _, mark in sorted(inserts):
+        out.append(output[last:pos])
+        out.append(mark)
+        last = pos
+    out.append(output[last:])
+    return "".join(out)
