@@ -52,7 +52,11 @@ def robustness() -> str:
 
     for r in now["rows"]:
         lines.append("| " + " | ".join([r["variant"], str(r["texts"])] + cells(r) + cells(old.get(r["variant"]))) + " |")
-    return "\n".join(lines) + "\n\n" + _source(now, before)
+    without = _load("robustness-test-no-brackets")
+    [b] = without["rows"]
+    return ("\n".join(lines) + f"\n\nThe same model without the bracket rule (`--no-brackets`), a phrase in brackets: "
+            f"BLEU {b['bleu']:.2f}, {b['verbatim']:.1f}% of {b['items']} bracket pairs kept, {b['degenerate']:.1f}% "
+            f"degenerate.\n\n" + _source(now, before, without))
 
 
 def guards() -> str:
