@@ -77,16 +77,19 @@ def sentence_spans(text: str, lang: str) -> list[tuple[int, int]]:
     return _join_across_links(text, _split_after_runs(text, spans))
 
 
-_RUN = re.compile(r"[!?]{2,}(?=\s+\S)")
+_RUN = re.compile(r"(?:[!?]{2,}|…)(?=\s+\S)")
 
 
 def _split_after_runs(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sentences ended by a run of "!" or "?" that the segmenter ran together: pysbd splits after
-    "!!" but not after "!!!" ("Toll!!! Ein Hund bellt." stayed one sentence)."""
+    """Sentences ended by a run of "!" or "?", or by "…" before a capital, that the segmenter ran
+    together: pysbd splits after "!!" and "...", but not after "!!!" or "…" ("Toll!!! Ein Hund
+    bellt." and "Ein Hund bellt… Eine Katze schläft." stayed one sentence)."""
     out = []
     for start, end in spans:
         for run in _RUN.finditer(text, start, end):
             nxt = run.end() + len(text[run.end():end]) - len(text[run.end():end].lstrip())
+            if run.group() == "…" and not text[nxt:nxt + 1].isupper():
+                continue  # "Er wartete… und wartete": one sentence
             if nxt < end:
                 out.append((start, run.end()))
                 start = nxt

@@ -27,7 +27,7 @@ class SourceSentence:
     items: dict[str, str] = field(default_factory=dict)  # placeholder -> original text
     upper: bool = False  # all-caps input: translated in lower case, output upper-cased
     unfinished: bool = False  # typed without final punctuation: one added, removed from the output
-    ending: str = ""  # a final run ("!!!", "?!?") the model read as one mark; the output ends with it
+    ending: str = ""  # a final run ("!!!", "?!?", "...") the model read as one mark; the output ends with it
     verbatim: str | None = None  # no letter or digit ("...", "???"): not for the model, given back as typed
     brackets: list[Bracket] = field(default_factory=list)  # taken out; ranges of `bracket_source`
     bracket_source: str = ""  # the sentence without its brackets, before the casing rule
@@ -68,7 +68,8 @@ def casing_style(text: str) -> str:
 
 _FINAL = re.compile(r"[.!?…:;)\"'»“”]\s*$")
 _FINAL_STOP = re.compile(r"\s*[.!?…]+$")
-_FINAL_RUN = re.compile(r"[!?]{2,}$")  # "Toll!!!": captions have one mark, the model loops on three
+# "Toll!!!", "Na ja...": captions end with one mark; the model loops on three, garbles "…"
+_FINAL_RUN = re.compile(r"[!?]{2,}$|\.{3,}$|…$")
 _CORE = re.compile(r"^(\W*)(.*?)(\W*)$")
 
 
@@ -208,8 +209,8 @@ class TextProcessor:
             model_text += "."
         run = _FINAL_RUN.search(model_text)
         ending = run.group() if run else ""
-        if ending:
-            model_text = model_text[: run.start()] + ending[0]
+        if ending:  # the model reads one mark ("!", "?" or a full stop), the output ends with the run
+            model_text = model_text[: run.start()] + (ending[0] if ending[0] in "!?" else ".")
         items: dict[str, str] = {}
         if self.protects:
             protected = protect(model_text, self._is_name if self.protect_names else None,

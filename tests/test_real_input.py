@@ -48,10 +48,13 @@ def test_list_markers_stay_outside_the_sentences():
     assert [("- ")[a:b] for a, b in sentence_spans("- ", "de")] == ["-"]  # nothing after it: kept as typed
 
 
-def test_runs_of_exclamation_and_question_marks_end_sentences():
+def test_runs_of_exclamation_and_question_marks_and_ellipses_end_sentences():
     text = "Toll!!! Ein Hund bellt. Was??? Eine Katze?!? Ja!!"
     assert [text[a:b] for a, b in sentence_spans(text, "de")] == [
         "Toll!!!", "Ein Hund bellt.", "Was???", "Eine Katze?!?", "Ja!!"]
+    text = "Ein Hund bellt… Eine Katze wartet… und wartet."
+    assert [text[a:b] for a, b in sentence_spans(text, "de")] == [
+        "Ein Hund bellt…", "Eine Katze wartet… und wartet."]  # "…" before a capital only
 
 
 def test_protected_items_become_placeholders_and_come_back():
@@ -182,6 +185,9 @@ def test_what_people_type_comes_back_whole(client):
     assert marks[3].text.startswith("A dog. . . ") and all(t.hypotheses for t in marks)
     [shouted] = client.translate(["Ein Mann!!! Eine Frau???"])
     assert shouted.text.startswith("A man") and "!!! A woman" in shouted.text and shouted.text.endswith("???")
+    trailing = client.translate(["Ein Hund...", "Ein Hund bellt… Eine Katze schläft…"])
+    assert trailing[0].text == "A dog..."  # the model reads a full stop, the output ends as typed
+    assert "… A cat" in trailing[1].text and trailing[1].text.endswith("…") and len(trailing[1].sentences) == 2
     [listed] = client.translate(["• Ein Hund\n• Eine Katze\n• Zwei Vögel"])
     assert [line[:2] for line in listed.text.split("\n")] == ["• "] * 3 and "dog" in listed.text.lower()
     for word in ("Hund", "Ein Hund", "Katze"):  # fragments end instead of looping
