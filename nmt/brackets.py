@@ -1,12 +1,14 @@
-"""Brackets in a sentence. The model never saw them (captions have none) and drops or garbles what
-they enclose ("Ein Mann [links] liest ein Buch" gave "A man is reading a book", "Ein Kind spielt (im
-Garten)." "A child is playing an electric garden."). They are taken out before translation and put
-back around the translation of the words they enclosed, found by the attention (`nmt/align.py`),
-as HTML inline tags are.
+"""Brackets and Markdown emphasis in a sentence. The model never saw them (captions have none) and
+drops or garbles what they enclose ("Ein Mann [links] liest ein Buch" gave "A man is reading a
+book", "Ein Kind spielt (im Garten)." "A child is playing an electric garden.", "Ein **großer**
+Hund bellt." "A quncta is shacking a dog."). They are taken out before translation and put back
+around the translation of the words they enclosed, found by the attention (`nmt/align.py`), as
+HTML inline tags are.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +16,8 @@ import numpy as np
 from nmt.align import char_spans, rendering, widen
 
 PAIRS = {"(": ")", "[": "]"}
+# Markdown emphasis: the same mark on both sides, touching the words it encloses
+_EMPHASIS = re.compile(r"(?<![\w*_])(\*\*|__|\*|_)(?=[^\s*_])(.+?)(?<=[^\s*_])\1(?![\w*_])")
 _EDGE = ".,;:!?…"  # punctuation a bracket does not take in unless it enclosed such a mark
 
 
@@ -34,42 +38,46 @@ def _closes_word(text: str, j: int) -> bool:
 
 
 def take_out(text: str) -> tuple[str, list[Bracket]]:
-    """`text` without its bracket pairs, and what each enclosed. A pair counts when it is balanced,
-    stands outside words ("(im Garten)", not "Foto(s)") and encloses a letter or digit; any other
-    bracket stays in the text. Spaces just inside a bracket go with it."""
+    """`text` without its bracket pairs and Markdown emphasis (`**fett**`, `*kursiv*`, `_so_`), and
+    what each enclosed. A bracket pair counts when it is balanced, stands outside words ("(im
+    Garten)", not "Foto(s)") and encloses a letter or digit; any other bracket stays in the text.
+    Spaces just inside a bracket go with it."""
     stack: list[int] = []
-    pairs: list[tuple[int, int]] = []
+    found: list[tuple[int, int]] = []
     for i, ch in enumerate(text):
         if ch in PAIRS:
             stack.append(i)
         elif ch in PAIRS.values():
             if stack and PAIRS[text[stack[-1]]] == ch:
-                pairs.append((stack.pop(), i))
+                found.append((stack.pop(), i))
             else:
                 stack.clear()  # crossed or stray: the brackets before it are not pairs
-    pairs = [(i, j) for i, j in pairs if _opens_word(text, i) and _closes_word(text, j)
-             and any(ch.isalnum() for ch in text[i + 1:j])]
+    # (opening mark's start, its length, closing mark's start, its length)
+    pairs = [(i, 1, j, 1) for i, j in found if _opens_word(text, i) and _closes_word(text, j)]
+    pairs += [(m.start(), len(m.group(1)), m.end() - len(m.group(1)), len(m.group(1)))
+              for m in _EMPHASIS.finditer(text)]
+    pairs = [p for p in pairs if any(ch.isalnum() for ch in text[p[0] + p[1]:p[2]])]
     if not pairs:
         return text, []
     drop = set()
-    for i, j in pairs:
-        drop.add(i)
-        drop.add(j)
-        k = i + 1
+    for i, a, j, b in pairs:
+        drop.update(range(i, i + a))
+        drop.update(range(j, j + b))
+        k = i + a
         while k < j and text[k] == " ":
             drop.add(k)
             k += 1
         k = j - 1
-        while k > i and text[k] == " ":
+        while k >= i + a and text[k] == " ":
             drop.add(k)
             k -= 1
     kept = [k for k in range(len(text)) if k not in drop]
     out = "".join(text[k] for k in kept)
     position = {k: n for n, k in enumerate(kept)}
     brackets = []
-    for i, j in sorted(pairs):
-        inside = [position[k] for k in range(i + 1, j) if k in position]
-        brackets.append(Bracket(text[i], text[j], inside[0], inside[-1] + 1))
+    for i, a, j, b in sorted(pairs):
+        inside = [position[k] for k in range(i + a, j) if k in position]
+        brackets.append(Bracket(text[i:i + a], text[j:j + b], inside[0], inside[-1] + 1))
     return out, brackets
 
 

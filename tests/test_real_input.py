@@ -86,13 +86,17 @@ def test_repair_puts_a_dropped_placeholder_after_its_neighbours_translation():
     assert ids == [50, 10]
 
 
-def test_bracket_pairs_are_taken_out_and_others_left_in_the_text():
+def test_bracket_pairs_and_emphasis_are_taken_out_and_others_left_in_the_text():
     assert take_out("Ein Kind spielt (im Garten).") == ("Ein Kind spielt im Garten.", [Bracket("(", ")", 16, 25)])
     text, [outer, inner] = take_out("Ein Hund ( der [sehr] große ) bellt")
     assert text == "Ein Hund der sehr große bellt"  # the spaces just inside go with the bracket
     assert text[outer.start:outer.end] == "der sehr große" and (inner.open, text[inner.start:inner.end]) == ("[", "sehr")
-    for kept in ("Foto(s) vom Urlaub", "Ein Hund ) bellt ( laut", "Ein Hund (bellt", "Smiley ()", "(a [b) c]"):
-        assert take_out(kept) == (kept, [])  # inside a word, unbalanced, empty or crossed: the model's
+    for kept in ("Foto(s) vom Urlaub", "Ein Hund ) bellt ( laut", "Ein Hund (bellt", "Smiley ()", "(a [b) c]",
+                 "snake_case und 2*3*4", "Ein ** Hund ** bellt"):
+        assert take_out(kept) == (kept, [])  # inside a word, unbalanced, empty, crossed, not emphasis
+    text, marks = take_out("Ein **großer** und _schneller_ Hund")  # Markdown emphasis
+    assert text == "Ein großer und schneller Hund"
+    assert [(m.open, text[m.start:m.end]) for m in marks] == [("**", "großer"), ("_", "schneller")]
 
 
 def test_casing_styles_and_truecasing():
@@ -204,6 +208,8 @@ def test_brackets_come_back_around_the_translation_of_what_they_enclosed(client)
         assert t.text.count("(") == t.text.count(")") == 1
         assert inside in t.text[t.text.index("("):t.text.index(")")], t.text
         assert t.best.attention is None  # and the client gets no attention it did not ask for
+    [bold] = client.translate(["Zwei Hunde spielen **im Schnee**."])
+    assert bold.text.count("**") == 2 and "snow" in bold.text.split("**")[1], bold.text
     [t] = client.translate(["Ein Kind spielt (im Garten)."], return_attention=True)
     assert "(" not in "".join(t.source_tokens) and t.best.attention.shape[1] == len(t.source_tokens)
 
