@@ -16,6 +16,7 @@ import numpy as np
 from nmt.align import char_spans, rendering, widen
 
 PAIRS = {"(": ")", "[": "]"}
+_MARKS = re.compile(r"[(\[*_]")
 # Markdown emphasis: the same mark on both sides, touching the words it encloses
 _EMPHASIS = re.compile(r"(?<![\w*_])(\*\*|__|\*|_)(?=[^\s*_])(.+?)(?<=[^\s*_])\1(?![\w*_])")
 _EDGE = ".,;:!?…"  # punctuation a bracket does not take in unless it enclosed such a mark
@@ -42,6 +43,8 @@ def take_out(text: str) -> tuple[str, list[Bracket]]:
     what each enclosed. A bracket pair counts when it is balanced, stands outside words ("(im
     Garten)", not "Foto(s)") and encloses a letter or digit; any other bracket stays in the text.
     Spaces just inside a bracket go with it."""
+    if not _MARKS.search(text):  # most sentences: nothing to scan
+        return text, []
     stack: list[int] = []
     found: list[tuple[int, int]] = []
     for i, ch in enumerate(text):
