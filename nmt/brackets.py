@@ -96,23 +96,25 @@ def put_back(output: str, pieces: list[str], source: str, source_pieces: list[st
     tgt_spans = char_spans(output, pieces)
     weights = attention.tolist()
     inserts: list[tuple[int, int, int, str]] = []  # position, closing first, nesting order, bracket
+    placed: list[tuple[int, int]] = []
     for depth, b in enumerate(brackets):
         sources = {i for i, (a, z) in enumerate(src_spans) if a < b.end and z > b.start and a < z}
         chosen = [j for j in rendering(sources, weights, strict=True) if j < len(tgt_spans)]
         if not chosen:
             continue
-        first, last = min(chosen), max(chosen)
+        first = min(chosen)
         # words just before that attend most to the enclosed ones lead it ("in" of "in front of");
         # English puts such words first; after the phrase they were strays ("(brown) and")
         while first > 0 and int(np.argmax(attention[first - 1])) in sources:
             first -= 1
-        lo, hi = widen(output, tgt_spans[first][0], tgt_spans[last][1])
+        lo, hi = widen(output, tgt_spans[first][0], tgt_spans[max(chosen)][1])
         keep_edge = source[b.end - 1] in _EDGE
         while hi > lo and (output[hi - 1].isspace() or (output[hi - 1] in _EDGE and not keep_edge)):
             hi -= 1
         while lo < hi and (output[lo].isspace() or output[lo] in _EDGE):
             lo += 1
-        if lo < hi:
+        if lo < hi and not any(a < lo < z < hi or lo < a < hi < z for a, z in placed):  # never crossed
+            placed.append((lo, hi))
             inserts += [(lo, 1, depth, b.open), (hi, 0, -depth, b.close)]
     out, last = [], 0
     for pos, _, _, mark in sorted(inserts):

@@ -5,7 +5,7 @@ through a real server with the committed demo bundle."""
 import numpy as np
 import pytest
 
-from nmt.brackets import Bracket, take_out
+from nmt.brackets import Bracket, put_back, take_out
 from nmt.protect import PLACEHOLDERS, protect, repair, restore
 from nmt.segment import sentence_spans
 from nmt.text import casing_style, compound_head, join, truecase
@@ -97,6 +97,20 @@ def test_bracket_pairs_and_emphasis_are_taken_out_and_others_left_in_the_text():
     text, marks = take_out("Ein **großer** und _schneller_ Hund")  # Markdown emphasis
     assert text == "Ein großer und schneller Hund"
     assert [(m.open, text[m.start:m.end]) for m in marks] == [("**", "großer"), ("_", "schneller")]
+
+
+def test_brackets_go_around_the_words_the_attention_aligns_with_what_they_enclosed():
+    source, [b] = take_out("Ein Kind spielt (im Garten).")
+    src = ["▁Ein", "▁Kind", "▁spielt", "▁im", "▁Garten", "."]
+    out = ["▁A", "▁child", "▁plays", "▁in", "▁the", "▁garden", "."]
+    peaks = [0, 1, 2, 3, 3, 4, 5]  # the source token each output token attends to most
+    attention = np.eye(len(src))[peaks] * 0.8 + 0.2 / len(src)
+    assert put_back("A child plays in the garden.", out, source, src, attention, [b]) == "A child plays (in the garden)."
+    attention[3] = np.eye(len(src))[2]  # "in" attends to "spielt": only the words just before count
+    assert put_back("A child plays in the garden.", out, source, src, attention, [b]) == "A child plays in (the garden)."
+    attention[3:6] = np.eye(len(src))[2]  # nothing renders the enclosed words: the brackets go too
+    assert put_back("A child plays in the garden.", out, source, src, attention, [b]) == "A child plays in the garden."
+    assert put_back("A child plays.", out[:3], source, src, None, [b]) == "A child plays."  # no attention
 
 
 def test_casing_styles_and_truecasing():
