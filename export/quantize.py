@@ -4,7 +4,7 @@
   quantized at run time with ONE scale for the whole batch tensor, so a sentence's output depends on
   the other sentences in its batch);
 - int8: 8-bit block quantization of the weights of every MatMul and Gemm (rewritten as MatMul + Add)
-  into MatMulNBits (blocks of 32). accuracy_level 4 lets ONNX Runtime quantize activations too, but
+  into MatMulNBits (blocks of 32), small weights (under 4,096 values) excepted. accuracy_level 4 lets ONNX Runtime quantize activations too, but
   per row and block, never across rows, so outputs do not depend on the batch; it is also the fast
   path (accuracy_level 0 dequantizes the weights at every call and ran 10x slower than fp32 here).
   Embedding tables become int8 with one scale per row (Gather the row, Cast, multiply by its
@@ -39,7 +39,8 @@ def apply(path: Path, mode: str) -> None:
 
         model = quantize_embeddings(gemm_to_matmul(onnx.load(str(path))))
         quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=32, is_symmetric=True,
-                                         accuracy_level=4, op_types_to_quantize=("MatMul",))
+                                         accuracy_level=4, op_types_to_quantize=("MatMul",),
+                                         nodes_to_exclude=small_matmuls(model))
         quantizer.process()
         quantizer.model.save_model_to_file(str(path), use_external_data_format=False)
         return
@@ -69,6 +70,17 @@ def gemm_to_matmul(model):
         if len(node.input) > 2:
             nodes.append(helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=node.name + "_bias"))
     return _with_nodes(model, nodes)
+
+
+def small_matmuls(model, min_elements: int = 4096) -> list[str]:
+    """MatMuls whose constant weight is small: nothing to save by quantizing it, and MatMulNBits
+    quantizes every activation row first, which for the additive attention's energy layer (512 x 1,
+    over rows x source positions) took a fifth of an int8 decoder step (bench/step_profile.py)."""
+    import numpy as np
+
+    inits = {i.name: i for i in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in inits
+            and int(np.prod(inits[n.input[1]].dims)) < min_elements]
 
 
 def quantize_embeddings(model, min_elements: int = 4096):
