@@ -75,7 +75,7 @@ def gemm_to_matmul(model):
 def small_matmuls(model, min_elements: int = 4096) -> list[str]:
     """MatMuls whose constant weight is small: nothing to save by quantizing it, and MatMulNBits
     quantizes every activation row first, which for the additive attention's energy layer (512 x 1,
-    over rows x source positions) took a fifth of an int8 decoder step (bench/step_profile.py)."""
+    over rows x source positions) cost more than the rest of the attention (bench/step_profile.py)."""
     import numpy as np
 
     inits = {i.name: i for i in model.graph.initializer}
