@@ -31,6 +31,10 @@ def test_segmentation_finds_sentences_and_keeps_the_whitespace_between_them():
     assert join("  a.  ", [S((2, 4))], ["X"]) == "  X  "
     assert sentence_spans("   \n ", "de") == [] and sentence_spans("", "de") == []
     assert [x for x in sentence_spans("Un chat. Deux chiens.", "xx")]  # no pysbd language: sentencex
+    # a line whose only marks end it is one sentence (pysbd cut "Sand.." into "Sand." and ".")
+    for line in ("Ein Hund rennt über den Sand..", "ein hund rennt", "Ein Hund (braun) rennt!?", "一只狗在跑。"):
+        assert sentence_spans(line, "de") == [(0, len(line))]
+    assert len(sentence_spans("一只狗在跑。一只猫在睡。", "zh")) == 2  # other scripts' marks count too
 
 
 def test_no_sentence_ends_inside_a_url_or_an_address():
