@@ -4,9 +4,10 @@
   quantized at run time with ONE scale for the whole batch tensor, so a sentence's output depends on
   the other sentences in its batch);
 - int8: 8-bit block quantization of the weights of every MatMul and Gemm (rewritten as MatMul + Add)
-  into MatMulNBits (blocks of 32), small weights (under 4,096 values) excepted. accuracy_level 4 lets ONNX Runtime quantize activations too, but
-  per row and block, never across rows, so outputs do not depend on the batch; it is also the fast
-  path (accuracy_level 0 dequantizes the weights at every call and ran 10x slower than fp32 here).
+  into MatMulNBits (blocks of 32), small weights (under 4,096 values) excepted. accuracy_level 4
+  lets ONNX Runtime quantize activations too, but per row and block, never across rows, so outputs
+  do not depend on the batch; it is also the fast path (accuracy_level 0 dequantizes the weights at
+  every call and ran 10x slower than fp32 here).
   Embedding tables become int8 with one scale per row (Gather the row, Cast, multiply by its
   scale): exact per token, so batch-invariant too. The encoder's GRU weights stay in fp16 storage.
 """

@@ -51,6 +51,7 @@ def rendering(sources: set[int], weights: list[list[float]], strict: bool = Fals
     tokens each source token is attended by most (none if `strict`)."""
     if not weights or not sources:
         return []
+
     def weight(j: int, i: int) -> float:
         return weights[j][i] if i < len(weights[j]) else 0.0
     by_column = {max(range(len(weights)), key=lambda j: weight(j, i)) for i in sources}
