@@ -201,7 +201,7 @@ def decoder() -> str:
 
 
 def step_profile() -> str:
-    r = _load("step-profile")
+    r = _load("step-profile-demo-de-en")
     rows = r["rows"]
     parts = {int(k): v for k, v in r["parts_us"].items()}
     names = sorted({k for v in parts.values() for k in v}, key=lambda k: -parts[rows[-1]].get(k, 0.0))

@@ -11,7 +11,7 @@ Second table: the output projection's matmul (rows x 512 x 8000) timed by the pr
 of its own, then with the decoder's other matmuls (same shapes, about 12 MB more weights) run
 between its runs, and inside the decoder step: the cache experiment behind the two references of
 `engine_bench.py`.
-Writes bench/results/step-profile.json.
+Writes bench/results/step-profile-<bundle>.json.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def main() -> None:
                      "with the other matmuls": projection_rate(projection_first, r, directory),
                      "inside the decoder step": 2.0 * r * inner * outer / parts[r]["output projection: matmuls"] / 1e3}
                  for r in rows}
-    write_result("step-profile", {"bundle": Path(args.bundle).name, "rows": rows,
+    write_result(f"step-profile-{Path(args.bundle).name}", {"bundle": Path(args.bundle).name, "rows": rows,
                                   "parts_us": {str(r): {k: round(v, 1) for k, v in parts[r].items()} for r in rows},
                                   "projection_gflops": {str(r): {k: round(v, 1) for k, v in cache[r].items()}
                                                         for r in rows}})
