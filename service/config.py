@@ -103,7 +103,7 @@ FLAGS = [
     ("max-rows", "scheduler", "max_rows", int, "decoder rows in flight"),
     ("max-batch-tokens", "scheduler", "max_tokens", int, "rows x longest source in flight (padded positions)"),
     ("max-queue", "scheduler", "max_queue", int, "waiting sentences before shedding load"),
-    ("batch-wait-ms", "scheduler", "batch_wait_ms", float, "wait for company when idle"),
+    ("batch-wait-ms", "scheduler", "batch_wait_ms", float, "wait for company when idle (while waiting catches any)"),
     ("static-batch", "scheduler", "static_batch", int, "static mode: sentences per batch"),
     ("max-failures", "scheduler", "max_failures", int, "engine failures in a row before health is NOT_SERVING"),
     ("max-texts", "limits", "max_texts", int, "texts per request"),

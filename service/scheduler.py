@@ -75,6 +75,8 @@ class Scheduler:
         self.search = BatchSearch(engine)
         self.failures = 0  # engine failures in a row
         self.healthy = True
+        self._wait_pays = cfg.batch_wait_ms > 0  # whether waiting for company caught any lately
+        self._started_alone: float | None = None  # when a sentence last started without waiting
 
     # -- called from request handlers -------------------------------------------------------
 
@@ -135,6 +137,8 @@ class Scheduler:
                     return
                 if not len(self.search):
                     self._wait_for_company()
+                else:
+                    self._note_company()
                 now = time.monotonic()
                 expired = self._remove_from_queue(lambda j: now >= j.deadline)
                 admitted = self._take()
@@ -164,14 +168,30 @@ class Scheduler:
         job.finish(outcome)
 
     def _wait_for_company(self) -> None:
-        """Idle and woken by a first sentence: give others a moment to arrive and share the encoding."""
+        """(lock held) Idle and woken by a first sentence: give others a moment to arrive and share
+        the encoding, as long as waiting pays. A lone client's requests find no company: after one
+        wait that caught nobody the scheduler stops waiting (a request then starts at once), and
+        starts again when sentences turn up within the wait after a start that did not wait."""
+        window = self.cfg.batch_wait_ms / 1000
+        now = time.monotonic()
+        if not self._wait_pays:
+            self._started_alone = now
+            return
         wanted = self.cfg.static_batch if self.cfg.kind == "static" else self.cfg.max_rows
-        end = time.monotonic() + self.cfg.batch_wait_ms / 1000
+        before, end = len(self._queue), now + window
         while len(self._queue) < wanted and not self._stopping:
             left = end - time.monotonic()
             if left <= 0:
                 break
             self._cond.wait(left)
+        self._wait_pays = len(self._queue) > before
+
+    def _note_company(self) -> None:
+        """(lock held) After a start that did not wait: did others arrive within the wait?"""
+        if self._started_alone is not None and self._queue:
+            if self._queue[0].enqueued - self._started_alone <= self.cfg.batch_wait_ms / 1000:
+                self._wait_pays = True
+            self._started_alone = None
 
     def _take(self) -> list[Job]:
         """(lock held) Jobs that fit the budgets: rows, and padded source positions (rows x the

@@ -54,6 +54,39 @@ def test_static_batching_makes_the_short_request_wait():
     assert order == [200, 5]
 
 
+def test_waiting_for_company_stops_when_it_catches_nobody_and_resumes_when_company_comes():
+    """A lone client's sentence is not held back batch_wait_ms for company that never comes; when
+    sentences arrive close together again, they share the encoding again."""
+    encoded = []
+
+    class Recording(LengthEngine):
+        def encode(self, src_ids, src_lengths):
+            encoded.append(len(src_ids))
+            return super().encode(src_ids, src_lengths)
+
+    scheduler = Scheduler(Recording(delay=0.005), "m", Metrics(), SchedulerConfig(batch_wait_ms=400))
+    scheduler.start()
+
+    def pair(gap: float) -> None:
+        """Two one-sentence requests `gap` seconds apart, each decoded for 60 steps."""
+        done, on_done, event = collect(2)
+        for i in range(2):
+            assert scheduler.submit([Job([60, 7], SearchOptions(max_length=100), deadline=time.monotonic() + 30,
+                                         on_done=on_done)]) is None
+            time.sleep(gap if i == 0 else 0)
+        assert event.wait(30)
+
+    pair(0.1)  # the first waits and catches the second: one encoding of two
+    assert encoded == [2]
+    single, on_done, event = collect(1)
+    assert scheduler.submit([Job([2, 7], SearchOptions(), deadline=time.monotonic() + 30, on_done=on_done)]) is None
+    assert event.wait(30)  # waited for nobody: waiting stops
+    pair(0.1)  # the first starts at once, the second joins it at the next step; waiting resumes
+    pair(0.1)
+    scheduler.stop()
+    assert encoded == [2, 1, 1, 1, 2]
+
+
 def test_row_budget_holds_requests_back_until_rows_free():
     engine = LengthEngine()
     scheduler = Scheduler(engine, "m", Metrics(), SchedulerConfig(max_rows=4, batch_wait_ms=0))
