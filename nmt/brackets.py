@@ -19,6 +19,7 @@ PAIRS = {"(": ")", "[": "]"}
 _MARKS = re.compile(r"[(\[*_]")
 # Markdown emphasis: the same mark on both sides, touching the words it encloses
 _EMPHASIS = re.compile(r"(?<![\w*_])(\*\*|__|\*|_)(?=[^\s*_])(.+?)(?<=[^\s*_])\1(?![\w*_])")
+MIN_ATTENTION = 0.5  # of a token's attention, on the enclosed words
 _EDGE = ".,;:!?…"  # punctuation a bracket does not take in unless it enclosed such a mark
 
 
@@ -99,7 +100,11 @@ def put_back(output: str, pieces: list[str], source: str, source_pieces: list[st
     placed: list[tuple[int, int]] = []
     for depth, b in enumerate(brackets):
         sources = {i for i, (a, z) in enumerate(src_spans) if a < b.end and z > b.start and a < z}
-        chosen = [j for j in rendering(sources, weights, strict=True) if j < len(tgt_spans)]
+        # tokens that give the enclosed words most of their attention: when the model left those
+        # words out, the best a token does is a glance ("Bank (Geld)" put "(A) man" first)
+        inside = sorted(sources)
+        chosen = [j for j in rendering(sources, weights, strict=True)
+                  if j < len(tgt_spans) and attention[j, inside].sum() >= MIN_ATTENTION]
         if not chosen:
             continue
         first = min(chosen)

@@ -114,6 +114,8 @@ def test_brackets_go_around_the_words_the_attention_aligns_with_what_they_enclos
     assert put_back("A child plays in the garden.", out, source, src, attention, [b]) == "A child plays in (the garden)."
     attention[3:6] = np.eye(len(src))[2]  # nothing renders the enclosed words: the brackets go too
     assert put_back("A child plays in the garden.", out, source, src, attention, [b]) == "A child plays in the garden."
+    attention[3:6] = [0.25, 0.25, 0.2, 0.0, 0.3, 0.0]  # a glance (their peak, but under half): too
+    assert put_back("A child plays in the garden.", out, source, src, attention, [b]) == "A child plays in the garden."
     assert put_back("A child plays.", out[:3], source, src, None, [b]) == "A child plays."  # no attention
 
 
