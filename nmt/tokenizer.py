@@ -12,9 +12,15 @@ import sentencepiece as spm
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 
+# invisible characters that text copied from web pages carries inside words: soft hyphens,
+# zero-width spaces, word joiners, byte order marks ("Fahr\u00adrad" was copied, not translated)
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u2060\ufeff"))
+
+
 def normalize(text: str) -> str:
-    """Unicode NFC and collapsed whitespace: what training saw, serving must see too."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
+    """Unicode NFC, invisible characters removed, whitespace collapsed: what training saw, serving
+    must see too."""
+    return " ".join(unicodedata.normalize("NFC", text).translate(_INVISIBLE).split())
 
 
 def file_sha256(path: str | Path) -> str:

@@ -198,6 +198,8 @@ def test_what_people_type_comes_back_whole(client):
     for item, t in zip(items, results):
         assert t.text.count(item) == 1, (item, t.text)
         assert "⦅" not in t.text and "⁇" not in t.text
+    hidden, plain = client.translate(["Ein Mann fährt Fahr\u00adrad.\u200b", "Ein Mann fährt Fahrrad."])
+    assert hidden.text.rstrip("\u200b") == plain.text  # soft hyphens and zero-width spaces from web pages
     [runes] = client.translate(["Ein Schild mit ᚠᚢᚦ hängt an der Wand."])
     assert "ᚠᚢᚦ" in runes.text  # characters outside the vocabulary: copied, never ⁇ or lost
     [upper, lower, plain] = client.translate(["EIN MANN FÄHRT FAHRRAD.", "ein mann fährt fahrrad",
