@@ -22,9 +22,9 @@ _PLACEHOLDER_RE = re.compile(r"⦅[1-9]⦆")
 _URL = r"(?:https?://|ftp://|www\.)[^\s<>\"]+[^\s<>\".,;:!?)\]]"
 _EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
 _CURRENCY = "$€£¥₹₽₩₺₴₿¢"
-# units and currency codes that may follow a number after a space ("5 km", "50 EUR"); glued to
-# it, any 1-3 letters do ("10km")
-_UNITS = "km/h|m/s|°C|°F|km|cm|mm|m|kg|mg|ml|min|kB|MB|GB|TB|Hz|kHz|MHz|GHz|kW|mph|EUR|USD|CHF|GBP|JPY"
+# units and currencies that may follow a number after a space ("5 km", "50 EUR", "5 Euro": kept as
+# typed, which beats the model dropping them); glued to it, any 1-3 letters do ("10km")
+_UNITS = "km/h|m/s|°C|°F|km|cm|mm|m|kg|mg|ml|min|kB|MB|GB|TB|Hz|kHz|MHz|GHz|kW|mph|EUR|USD|CHF|GBP|JPY|Euro"
 # a number or a range ("10–12"), with its currency sign, per cent sign or unit ("12,50 €", "$13",
 # "50 %", "5 km")
 _NUMBER = (rf"(?<![\w])(?:[{_CURRENCY}]\s?)?[+-]?\d(?:[\d.,:/'–-]*\d)?"

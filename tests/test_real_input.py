@@ -192,9 +192,9 @@ def test_what_people_type_comes_back_whole(client):
     cases += ["Ein Eis kostet 2,50 €.", "Ein Mann mit einem Schild #streik läuft.",
               "Eine Frau fotografiert https://example.com/x?y=1 mit dem Handy.", "Ein Hund <3",
               "Ein Auto fährt 50 km/h.", "Eine Frau verkauft auf eBay.", "Ein Mann zahlt 20 USD.",
-              "Ein Hund spielt von 10–12 Uhr."]
+              "Ein Hund spielt von 10–12 Uhr.", "Ein Mann gewinnt 1.000.000 Euro."]
     items = ["99", "info.104@mail.de", "www.sommerfest2024.de", "Balthasar", "🍦", "Grzegorz", "Anna",
-             "2,50 €", "#streik", "https://example.com/x?y=1", "<3", "50 km/h", "eBay", "20 USD", "10–12"]
+             "2,50 €", "#streik", "https://example.com/x?y=1", "<3", "50 km/h", "eBay", "20 USD", "10–12", "1.000.000 Euro"]
     results = [t for i in range(0, len(cases), 4) for t in client.translate(cases[i:i + 4], beam_size=5)]
     for item, t in zip(items, results):
         assert t.text.count(item) == 1, (item, t.text)
