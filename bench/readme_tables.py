@@ -52,11 +52,13 @@ def robustness() -> str:
 
     for r in now["rows"]:
         lines.append("| " + " | ".join([r["variant"], str(r["texts"])] + cells(r) + cells(old.get(r["variant"]))) + " |")
-    without = _load("robustness-test-no-brackets")
-    [b] = without["rows"]
+    brackets, emoji = _load("robustness-test-no-brackets"), _load("robustness-test-no-edge-emoji")
+    [b], [e] = brackets["rows"], emoji["rows"]
     return ("\n".join(lines) + f"\n\nThe same model without the bracket rule (`--no-brackets`), a phrase in brackets: "
             f"BLEU {b['bleu']:.2f}, {b['verbatim']:.1f}% of {b['items']} bracket pairs kept, {b['degenerate']:.1f}% "
-            f"degenerate.\n\n" + _source(now, before, without))
+            f"degenerate; with emoji at a sentence's start or end given to the model as placeholders "
+            f"(`--no-edge-emoji`): BLEU {e['bleu']:.2f}, {e['degenerate']:.1f}% degenerate.\n\n"
+            + _source(now, before, brackets, emoji))
 
 
 def guards() -> str:

@@ -9,7 +9,7 @@ no final punctuation; three sentences per text (against the same sentences sent 
 plus bench/data/fragments.tsv (two-word fragments), bench/data/protected.tsv (numbers, URLs,
 e-mails, names, emoji, with references), captions with such items inserted (verbatim rate only) and
 captions with a phrase in brackets (BLEU of the words; "verbatim": the brackets kept, in order,
-around something).
+around something) and captions with an emoji at the start or end (references with the same emoji).
 BLEU is sacreBLEU, case-insensitive. "degenerate": a word four or more times in a row, or more
 than three times as many words as the source. "verbatim": protected items found unchanged in the output.
 Writes bench/results/robustness-<split>-<name>.json; --plot saves a bar chart.
@@ -98,6 +98,15 @@ def with_brackets(sources: list[str], refs: list[str]) -> tuple[list[str], list[
     return out, kept
 
 
+def with_edge_emoji(sources: list[str], refs: list[str]) -> tuple[list[str], list[str]]:
+    """Captions with an emoji at the end (no final mark), before the final full stop, or at the
+    start, in turn, and their references with the same emoji in the same place."""
+    places = (lambda s, e: strip_final_punct(s) + " " + e, lambda s, e: s.rstrip(" .") + " " + e + ".",
+              lambda s, e: e + " " + s)
+    return ([places[i % 3](s, EMOJI[i % len(EMOJI)]) for i, s in enumerate(sources)],
+            [places[i % 3](r, EMOJI[i % len(EMOJI)]) for i, r in enumerate(refs)])
+
+
 def brackets_kept(output: str) -> bool:
     """One pair of brackets, in order, around something."""
     return output.count("(") == output.count(")") == 1 and bool(re.search(r"\(\S[^()]*\)", output))
@@ -143,6 +152,7 @@ def main() -> None:
     p.add_argument("--no-protect", action="store_true", help="no placeholders for protected items")
     p.add_argument("--no-names", action="store_true", help="do not protect unknown capitalised words")
     p.add_argument("--no-brackets", action="store_true", help="leave brackets to the model (see nmt/brackets.py)")
+    p.add_argument("--no-edge-emoji", action="store_true", help="emoji at a sentence's start or end as placeholders")
     p.add_argument("--only", help="comma-separated variants to run (default: all)")
     p.add_argument("--plot", help="save a bar chart here")
     args = p.parse_args()
@@ -162,6 +172,8 @@ def main() -> None:
         processor.protect_names = False
     if args.no_brackets:
         processor.brackets = False
+    if args.no_edge_emoji:
+        processor.edge_symbols = False
     options = SearchOptions(beam_size=args.beam, max_length=200, max_length_factor=args.length_factor,
                             no_repeat_ngram_size=args.no_repeat_ngram,
                             repetition_penalty=args.repetition_penalty,
@@ -184,6 +196,7 @@ def main() -> None:
         "two-word fragments": tsv(DATA / "fragments.tsv"),
         "protected items (written)": tsv(DATA / "protected.tsv"),
         "a phrase in brackets": with_brackets(src, ref),
+        "an emoji at the start or end": with_edge_emoji(src, ref),
     }
     inserted = with_items(src)
     wanted = set(args.only.split(",")) if args.only else None

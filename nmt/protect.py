@@ -44,7 +44,7 @@ def word_key(word: str) -> str:
     return re.sub(r"^\W+|\W+$", "", word.lower())
 
 
-def _is_symbol(ch: str) -> bool:
+def is_symbol(ch: str) -> bool:
     """Emoji and pictographs (Unicode category So), plus their joiners and selectors."""
     return unicodedata.category(ch) in ("So", "Sk", "Cs", "Co") or ch in "\u200d\ufe0f\ufe0e"
 
@@ -76,8 +76,8 @@ def protect(text: str, is_name=None, can_encode=None) -> Protected:
         word = m.group()
         core = word_key(word)
         start = a + word.lower().find(core) if core else a
-        if any(_is_symbol(ch) for ch in word):
-            run = [j for j in range(a, b) if _is_symbol(text[j])]
+        if any(is_symbol(ch) for ch in word):
+            run = [j for j in range(a, b) if is_symbol(text[j])]
             spans.append((run[0], run[-1] + 1))  # emoji glued to a word: only the emoji
             continue
         if not core:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nmt.brackets import Bracket, put_back, take_out
-from nmt.protect import PLACEHOLDERS, protect, repair, restore
+from nmt.protect import PLACEHOLDERS, is_symbol, protect, repair, restore
 from nmt.search import Hypothesis
 from nmt.segment import sentence_spans
 from nmt.tokenizer import Tokenizer, normalize
@@ -29,6 +29,8 @@ class SourceSentence:
     unfinished: bool = False  # typed without final punctuation: one added, removed from the output
     ending: str = ""  # a final run ("!!!", "?!?", "...") the model read as one mark; the output ends with it
     verbatim: str | None = None  # no letter or digit ("...", "???"): not for the model, given back as typed
+    before: str = ""  # emoji that open the sentence, with their spaces: kept out of the model's way
+    after: str = ""  # emoji that close it, with their spaces and any final marks ("🐶", " 🐶!")
     brackets: list[Bracket] = field(default_factory=list)  # taken out; ranges of `bracket_source`
     bracket_source: str = ""  # the sentence without its brackets, before the casing rule
 
@@ -71,6 +73,26 @@ _FINAL_STOP = re.compile(r"\s*[.!?…]+$")
 # "Toll!!!", "Na ja...": captions end with one mark; the model loops on three, garbles "…"
 _FINAL_RUN = re.compile(r"[!?]{2,}$|\.{3,}$|…$")
 _CORE = re.compile(r"^(\W*)(.*?)(\W*)$")
+
+
+def edge_symbols(sentence: str) -> tuple[str, str, str]:
+    """(emoji opening the sentence, the rest, emoji closing it with any final marks after them).
+    Around a placeholder at either end the model dropped the verb next to it ("Ein Hund bellt 🐶"
+    gave "A dog 🐶"); off the edges they are put back as typed."""
+    a = 0
+    while a < len(sentence) and (is_symbol(sentence[a]) or (a and sentence[a].isspace())):
+        a += 1
+    b = len(sentence)
+    while b > a and (sentence[b - 1] in ".!?…" or sentence[b - 1].isspace()):
+        b -= 1
+    marks = b
+    while b > a and (is_symbol(sentence[b - 1]) or sentence[b - 1].isspace()):
+        b -= 1
+    if b == marks:  # no emoji before the final marks: they stay the sentence's own
+        b = len(sentence)
+    while a < b and sentence[a].isspace():
+        a += 1
+    return sentence[:a], sentence[a:b], sentence[b:]
 
 
 def compound_head(word: str, known: dict[str, str], min_part: int = 3) -> str | None:
@@ -130,6 +152,7 @@ class TextProcessor:
         self.complete_punctuation = complete_punctuation
         self.segment = True
         self.brackets = True  # take brackets out and put them back (nmt/brackets.py)
+        self.edge_symbols = True  # keep emoji at a sentence's start or end out of the model's way
         self.source, self.target, self.language = source, target, language
         self.forms = {w.lower(): w for w in word_forms or () if w}
         self.protect_names = bool(self.forms)
@@ -193,6 +216,7 @@ class TextProcessor:
         end = len(sentence) if end is None else end
         if not any(ch.isalnum() for ch in sentence):  # the model would make words of "???"
             return SourceSentence(start, end, sentence, [], verbatim=sentence)
+        before, sentence, after = edge_symbols(sentence) if self.edge_symbols else ("", sentence, "")
         model_text = normalize(sentence)
         brackets: list[Bracket] = []
         if self.brackets:
@@ -217,7 +241,8 @@ class TextProcessor:
                                 self._can_encode)
             model_text, items = protected.text, protected.items
         return SourceSentence(start, end, model_text, self.source.encode(model_text), items, upper,
-                              unfinished, ending, brackets=brackets, bracket_source=bracket_source)
+                              unfinished, ending, before=before, after=after, brackets=brackets,
+                              bracket_source=bracket_source)
 
     def source_tokens(self, sentence: SourceSentence) -> list[str]:
         """The source as the model read it, protected items shown as they are."""
@@ -267,7 +292,7 @@ class TextProcessor:
         if sentence.brackets:
             text = put_back(text, pieces, sentence.bracket_source, self.source_tokens(sentence), attention,
                             sentence.brackets)
-        return SentenceOutput(text, pieces, ids, attention)
+        return SentenceOutput(sentence.before + text + sentence.after, pieces, ids, attention)
 
     @staticmethod
     def _show(piece: str, items: dict[str, str]) -> str:

@@ -119,6 +119,14 @@ def test_brackets_go_around_the_words_the_attention_aligns_with_what_they_enclos
     assert put_back("A child plays.", out[:3], source, src, None, [b]) == "A child plays."  # no attention
 
 
+def test_emoji_at_the_edges_of_a_sentence_are_kept_apart():
+    from nmt.text import edge_symbols
+
+    assert edge_symbols("Ein Hund bellt 🐶") == ("", "Ein Hund bellt", " 🐶")
+    assert edge_symbols("😀😀 Ein Hund 😀 bellt 👍🏽!!!") == ("😀😀 ", "Ein Hund 😀 bellt", " 👍🏽!!!")
+    assert edge_symbols("Ein Hund bellt!") == ("", "Ein Hund bellt!", "")  # its own final mark stays
+
+
 def test_casing_styles_and_truecasing():
     forms = {w.lower(): w for w in ["Hund", "ein", "Mann", "Straße", "Fußgänger", "Weg", "fährt", "Fahrrad"]}
     assert [casing_style(t) for t in ["EIN MANN", "ein mann fährt", "Ein Mann Fährt Fahrrad",
@@ -199,6 +207,8 @@ def test_what_people_type_comes_back_whole(client):
     for item, t in zip(items, results):
         assert t.text.count(item) == 1, (item, t.text)
         assert "⦅" not in t.text and "⁇" not in t.text
+    ended, started, plain = client.translate(["Ein Hund bellt 🐶", "🐶 Ein Hund bellt.", "Ein Hund bellt."])
+    assert ended.text == plain.text.rstrip(".") + " 🐶" and started.text == "🐶 " + plain.text  # and no verb lost
     hidden, plain = client.translate(["Ein Mann fährt Fahr\u00adrad.\u200b", "Ein Mann fährt Fahrrad."])
     assert hidden.text.rstrip("\u200b") == plain.text  # soft hyphens and zero-width spaces from web pages
     [runes] = client.translate(["Ein Schild mit ᚠᚢᚦ hängt an der Wand."])
