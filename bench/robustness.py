@@ -9,7 +9,8 @@ no final punctuation; three sentences per text (against the same sentences sent 
 plus bench/data/fragments.tsv (two-word fragments), bench/data/protected.tsv (numbers, URLs,
 e-mails, names, emoji, with references), captions with such items inserted (verbatim rate only) and
 captions with a phrase in brackets (BLEU of the words; "verbatim": the brackets kept, in order,
-around something) and captions with an emoji at the start or end (references with the same emoji).
+around something), captions with an emoji at the start or end (references with the same emoji) and
+inside (BLEU of the words; "verbatim": the emoji once in the output).
 BLEU is sacreBLEU, case-insensitive. "degenerate": a word four or more times in a row, or more
 than three times as many words as the source. "verbatim": protected items found unchanged in the output.
 Writes bench/results/robustness-<split>-<name>.json; --plot saves a bar chart.
@@ -107,6 +108,12 @@ def with_edge_emoji(sources: list[str], refs: list[str]) -> tuple[list[str], lis
             [places[i % 3](r, EMOJI[i % len(EMOJI)]) for i, r in enumerate(refs)])
 
 
+def with_inner_emoji(sources: list[str]) -> list[tuple[str, str]]:
+    """Captions with an emoji after their second word: (sentence, the emoji)."""
+    return [(" ".join(s.split(" ")[:2] + [EMOJI[i % len(EMOJI)]] + s.split(" ")[2:]), EMOJI[i % len(EMOJI)])
+            for i, s in enumerate(sources)]
+
+
 def brackets_kept(output: str) -> bool:
     """One pair of brackets, in order, around something."""
     return output.count("(") == output.count(")") == 1 and bool(re.search(r"\(\S[^()]*\)", output))
@@ -152,7 +159,7 @@ def main() -> None:
     p.add_argument("--no-protect", action="store_true", help="no placeholders for protected items")
     p.add_argument("--no-names", action="store_true", help="do not protect unknown capitalised words")
     p.add_argument("--no-brackets", action="store_true", help="leave brackets to the model (see nmt/brackets.py)")
-    p.add_argument("--no-edge-emoji", action="store_true", help="emoji at a sentence's start or end as placeholders")
+    p.add_argument("--no-emoji-apart", action="store_true", help="emoji reach the model as placeholders (see nmt/text.py)")
     p.add_argument("--only", help="comma-separated variants to run (default: all)")
     p.add_argument("--plot", help="save a bar chart here")
     args = p.parse_args()
@@ -172,8 +179,8 @@ def main() -> None:
         processor.protect_names = False
     if args.no_brackets:
         processor.brackets = False
-    if args.no_edge_emoji:
-        processor.edge_symbols = False
+    if args.no_emoji_apart:
+        processor.emoji_apart = False
     options = SearchOptions(beam_size=args.beam, max_length=200, max_length_factor=args.length_factor,
                             no_repeat_ngram_size=args.no_repeat_ngram,
                             repetition_penalty=args.repetition_penalty,
@@ -197,6 +204,7 @@ def main() -> None:
         "protected items (written)": tsv(DATA / "protected.tsv"),
         "a phrase in brackets": with_brackets(src, ref),
         "an emoji at the start or end": with_edge_emoji(src, ref),
+        "an emoji inside": ([s for s, _ in with_inner_emoji(src)], ref),
     }
     inserted = with_items(src)
     wanted = set(args.only.split(",")) if args.only else None
@@ -208,6 +216,10 @@ def main() -> None:
         if variant == "a phrase in brackets":  # BLEU of the words, brackets counted apart
             kept = sum(map(brackets_kept, outputs))
             outputs = [re.sub(r"\s+", " ", o.replace("(", " ").replace(")", " ")).strip() for o in outputs]
+        if variant == "an emoji inside":  # BLEU of the words, the emoji counted apart
+            emoji = [e for _, e in with_inner_emoji(src)]
+            kept = sum(o.count(e) == 1 for o, e in zip(outputs, emoji))
+            outputs = [" ".join(o.replace(e, " ").split()) for o, e in zip(outputs, emoji)]
         row = {"variant": variant, "texts": len(sources),
                "bleu": round(sacrebleu.corpus_bleu(outputs, [refs], lowercase=True).score, 2),
                "degenerate": round(100 * sum(map(degenerate, sources, outputs)) / len(sources), 2)}
@@ -216,9 +228,9 @@ def main() -> None:
             total = sum(len(i) for i, _ in items)
             row["verbatim"] = round(100 * sum(x in o for i, o in items for x in i) / max(total, 1), 2)
             row["items"] = total
-        if variant == "a phrase in brackets":
+        if variant in ("a phrase in brackets", "an emoji inside"):
             row["verbatim"], row["items"] = round(100 * kept / len(sources), 2), len(sources)
-            row["unit"] = "bracket pairs"
+            row["unit"] = "bracket pairs" if variant == "a phrase in brackets" else "emoji, once"
         if variant == "three sentences per text":
             singles = [t.text for t in translate_texts(engine, processor, src[:triples], options)]
             joined = [" ".join(singles[i:i + 3]) for i in range(0, triples, 3)]

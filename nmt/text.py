@@ -31,6 +31,8 @@ class SourceSentence:
     verbatim: str | None = None  # no letter or digit ("...", "???"): not for the model, given back as typed
     before: str = ""  # emoji that open the sentence, with their spaces: kept out of the model's way
     after: str = ""  # emoji that close it, with their spaces and any final marks ("🐶", " 🐶!")
+    hidden: dict[str, int] = field(default_factory=dict)  # emoji placeholders inside it, not for the
+    # model: placeholder -> the source position it would have had (put back by the attention)
     brackets: list[Bracket] = field(default_factory=list)  # taken out; ranges of `bracket_source`
     bracket_source: str = ""  # the sentence without its brackets, before the casing rule
 
@@ -152,7 +154,7 @@ class TextProcessor:
         self.complete_punctuation = complete_punctuation
         self.segment = True
         self.brackets = True  # take brackets out and put them back (nmt/brackets.py)
-        self.edge_symbols = True  # keep emoji at a sentence's start or end out of the model's way
+        self.emoji_apart = True  # emoji out of the model's way: at the edges as typed, inside by attention
         self.source, self.target, self.language = source, target, language
         self.forms = {w.lower(): w for w in word_forms or () if w}
         self.protect_names = bool(self.forms)
@@ -216,7 +218,7 @@ class TextProcessor:
         end = len(sentence) if end is None else end
         if not any(ch.isalnum() for ch in sentence):  # the model would make words of "???"
             return SourceSentence(start, end, sentence, [], verbatim=sentence)
-        before, sentence, after = edge_symbols(sentence) if self.edge_symbols else ("", sentence, "")
+        before, sentence, after = edge_symbols(sentence) if self.emoji_apart else ("", sentence, "")
         model_text = normalize(sentence)
         brackets: list[Bracket] = []
         if self.brackets:
@@ -236,13 +238,34 @@ class TextProcessor:
         if ending:  # the model reads one mark ("!", "?" or a full stop), the output ends with the run
             model_text = model_text[: run.start()] + (ending[0] if ending[0] in "!?" else ".")
         items: dict[str, str] = {}
+        hidden: dict[str, int] = {}
         if self.protects:
             protected = protect(model_text, self._is_name if self.protect_names else None,
                                 self._can_encode)
             model_text, items = protected.text, protected.items
+            if self.emoji_apart:
+                model_text, hidden = self._hide_symbols(model_text, items)
         return SourceSentence(start, end, model_text, self.source.encode(model_text), items, upper,
-                              unfinished, ending, before=before, after=after, brackets=brackets,
-                              bracket_source=bracket_source)
+                              unfinished, ending, before=before, after=after, hidden=hidden,
+                              brackets=brackets, bracket_source=bracket_source)
+
+    def _hide_symbols(self, text: str, items: dict[str, str]) -> tuple[str, dict[str, int]]:
+        """Emoji placeholders inside the sentence taken out of the model's text: the model dropped
+        words next to them ("Ein Hund 🐶 bellt." gave "A dog 🐶 ."). -> (text, placeholder -> the
+        source position it would have had); `finish` puts each back by the attention, as a
+        placeholder the model dropped."""
+        cuts: dict[str, int] = {}
+        for placeholder, original in items.items():
+            at = text.find(placeholder)
+            if at < 0 or not all(is_symbol(ch) for ch in original):
+                continue
+            before, after = text[:at].rstrip(" "), text[at + len(placeholder):].lstrip(" ")
+            joined = before + (" " if before and after and after[0].isalnum() else "") + after
+            shift = len(text) - len(joined)
+            cuts = {p: (c if c <= len(before) else c - shift) for p, c in cuts.items()}
+            cuts[placeholder] = len(before)
+            text = joined
+        return text, {p: len(self.source.encode(text[:c])) for p, c in cuts.items()}
 
     def source_tokens(self, sentence: SourceSentence) -> list[str]:
         """The source as the model read it, protected items shown as they are."""
@@ -261,6 +284,7 @@ class TextProcessor:
         if sentence.items:
             wanted = {self._tgt_placeholders[p]: i for i, t in enumerate(sentence.ids)
                       if (p := self._src_placeholders.get(t)) is not None}
+            wanted.update({self._tgt_placeholders[p]: i for p, i in sentence.hidden.items()})
             src_pieces = self.source.pieces(sentence.ids)
             words = [p not in ("▁", "") and t not in self._src_placeholders
                      for p, t in zip(src_pieces, sentence.ids)]

@@ -207,8 +207,11 @@ def test_what_people_type_comes_back_whole(client):
     for item, t in zip(items, results):
         assert t.text.count(item) == 1, (item, t.text)
         assert "⦅" not in t.text and "⁇" not in t.text
-    ended, started, plain = client.translate(["Ein Hund bellt 🐶", "🐶 Ein Hund bellt.", "Ein Hund bellt."])
+    ended, started, inside, plain = client.translate(["Ein Hund bellt 🐶", "🐶 Ein Hund bellt.", "Ein Hund 🐶 bellt.",
+                                                      "Ein Hund bellt."])
     assert ended.text == plain.text.rstrip(".") + " 🐶" and started.text == "🐶 " + plain.text  # and no verb lost
+    assert inside.text.count("🐶") == 1 and " ".join(inside.text.replace("🐶", " ").split()) == plain.text
+    assert inside.text.startswith("A dog 🐶 ")  # after the word its left neighbour became
     hidden, plain = client.translate(["Ein Mann fährt Fahr\u00adrad.\u200b", "Ein Mann fährt Fahrrad."])
     assert hidden.text.rstrip("\u200b") == plain.text  # soft hyphens and zero-width spaces from web pages
     [runes] = client.translate(["Ein Schild mit ᚠᚢᚦ hängt an der Wand."])
