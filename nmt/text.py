@@ -250,16 +250,20 @@ class TextProcessor:
                               brackets=brackets, bracket_source=bracket_source)
 
     def _hide_symbols(self, text: str, items: dict[str, str]) -> tuple[str, dict[str, int]]:
-        """Emoji placeholders inside the sentence taken out of the model's text: the model dropped
-        words next to them ("Ein Hund 🐶 bellt." gave "A dog 🐶 ."). -> (text, placeholder -> the
-        source position it would have had); `finish` puts each back by the attention, as a
-        placeholder the model dropped."""
+        """Emoji placeholders that follow a capitalised word (in German a noun or name, which the
+        emoji illustrates) taken out of the model's text: the model dropped words next to them
+        ("Ein Hund 🐶 bellt." gave "A dog 🐶 ."). Elsewhere an emoji stands for a word ("ein Schild
+        mit 🎉") and stays a placeholder. -> (text, placeholder -> the source position it would
+        have had); `finish` puts each back by the attention, as a placeholder the model dropped."""
         cuts: dict[str, int] = {}
         for placeholder, original in items.items():
             at = text.find(placeholder)
             if at < 0 or not all(is_symbol(ch) for ch in original):
                 continue
             before, after = text[:at].rstrip(" "), text[at + len(placeholder):].lstrip(" ")
+            word = before.rsplit(" ", 1)[-1]
+            if not word[:1].isupper():  # not after a noun it illustrates: a word itself ("mit 🎉")
+                continue
             joined = before + (" " if before and after and after[0].isalnum() else "") + after
             shift = len(text) - len(joined)
             cuts = {p: (c if c <= len(before) else c - shift) for p, c in cuts.items()}
