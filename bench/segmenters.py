@@ -32,6 +32,11 @@ CASES = {
         (["ein hund rennt über die wiese.", "ein kind spielt."], " "),
         (["EIN MANN FÄHRT FAHRRAD.", "EINE FRAU LIEST."], " "),
         (["Es ist 14.30 Uhr.", "Wir gehen."], " "),
+        (["Toll!!!", "Ein Hund bellt."], " "),
+        (["Ein Hund bellt…", "Eine Katze schläft."], " "),
+        (["Ein Hund bellt.", "Die Katze schläft."], ""),
+        (["\"Ein Hund.\"", "\"Eine Katze.\""], " "),
+        (["Siehe https://example.com/x?y=1 für mehr Fotos.", "Danke."], " "),
     ],
     "en": [
         (["A man rides a bike.", "A woman reads."], " "),
@@ -73,7 +78,13 @@ def _syntok(lang):
     return split
 
 
-SEGMENTERS = {"pysbd": _pysbd, "sentencex": _sentencex, "syntok": _syntok}
+def _ours(lang):
+    from nmt.segment import sentence_spans
+    return lambda text: [text[a:b] for a, b in sentence_spans(text, lang)]
+
+
+SEGMENTERS = {"pysbd": _pysbd, "sentencex": _sentencex, "syntok": _syntok,
+              "nmt/segment.py (pysbd and the rules around it)": _ours}
 
 
 def main() -> None:

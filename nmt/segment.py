@@ -84,7 +84,7 @@ def sentence_spans(text: str, lang: str) -> list[tuple[int, int]]:
                 spans[-1] = (spans[-1][0], offset + at + len(tail))
             else:
                 spans.append((offset + at, offset + at + len(tail)))
-    return _join_across_links(text, _split_after_runs(text, spans))
+    return _join_across_links(text, _join_closers(text, _split_glued(text, _split_after_runs(text, spans))))
 
 
 _RUN = re.compile(r"(?:[!?]{2,}|…)(?=\s+\S)")
@@ -104,6 +104,42 @@ def _split_after_runs(text: str, spans: list[tuple[int, int]]) -> list[tuple[int
                 out.append((start, run.end()))
                 start = nxt
         out.append((start, end))
+    return out
+
+
+_LOWER, _UPPER = "a-zäöüßàâçéèêëîïôûùÿñæœ", "A-ZÄÖÜÀÂÇÉÈÊËÎÏÔÛÙŸÑÆŒ"
+# a sentence mark between two words with no space after it ("Ein Hund.Eine Katze."): two letters
+# before it, so "z.B." and "St.Pauli" stay whole
+_GLUED = re.compile(rf"(?<=[{_LOWER}]{{2}}[.!?])(?=[{_UPPER}][{_LOWER}])")
+
+
+def _split_glued(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sentences typed without a space after their full stop, which pysbd leaves joined (URLs and
+    e-mail addresses are joined again afterwards)."""
+    out = []
+    for start, end in spans:
+        for cut in _GLUED.finditer(text, start, end):
+            if start < cut.start() < end:
+                out.append((start, cut.start()))
+                start = cut.start()
+        out.append((start, end))
+    return out
+
+
+_CLOSERS = re.compile(r"[\"“”«»‘’')\]]+(?=\s|$)")
+
+
+def _join_closers(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """A closing quote or bracket that the segmenter cut off the sentence it closes goes back to it
+    (pysbd: '"Ein Hund." "Eine Katze."' -> '"Ein Hund.', '" "Eine Katze."')."""
+    out: list[tuple[int, int]] = []
+    for start, end in spans:
+        closer = _CLOSERS.match(text, start, end) if out and out[-1][1] == start else None
+        if closer:
+            out[-1] = (out[-1][0], closer.end())
+            start = closer.end() + len(text[closer.end():end]) - len(text[closer.end():end].lstrip())
+        if start < end:
+            out.append((start, end))
     return out
 
 

@@ -97,6 +97,31 @@ def edge_symbols(sentence: str) -> tuple[str, str, str]:
     return sentence[:a], sentence[a:b], sentence[b:]
 
 
+# a sentence in quotes as a whole: opening quote -> its closing one
+_QUOTES = {"„": "“", "“": "”", "»": "«", "«": "»", "\"": "\"", "‚": "‘"}
+_TRAILING = re.compile(r"\s*[,–—-]+$")  # "Ein Hund bellt,": the model reads a sentence, the mark comes back
+_SPACE_BEFORE = re.compile(r"(?<=\w) +(?=[,.](?:\s|$))")  # "Ein Hund , der bellt ."
+
+
+def outer_marks(sentence: str) -> tuple[str, str, str]:
+    """(what opens the sentence, its body, what closes it) for what the model should not read:
+    quotes around the whole sentence ("„Ein Hund bellt.“": the model garbled them), and a trailing
+    comma or dash ("Ein Hund bellt,")."""
+    before, after = "", ""
+    trailing = _TRAILING.search(sentence)
+    if trailing and trailing.start() > 0:
+        sentence, after = sentence[: trailing.start()], trailing.group()
+    close = _QUOTES.get(sentence[:1])
+    if close:
+        body = sentence[1:]
+        marks = len(body) - len(body.rstrip(".!?…"))
+        inner = body[: len(body) - marks]
+        if inner.endswith(close) and close not in inner[:-1] and sentence[:1] not in inner[:-1]:
+            before, after = sentence[:1], inner[-1] + body[len(inner):] + after
+            sentence = inner[:-1]
+    return before, sentence, after
+
+
 def compound_head(word: str, known: dict[str, str], min_part: int = 3) -> str | None:
     """The last part of `word` (lower case) when it splits into known words of at least `min_part`
     letters, allowing German linking letters (Fußgängerweg = Fußgänger + Weg, Hundeleine =
@@ -219,7 +244,9 @@ class TextProcessor:
         if not any(ch.isalnum() for ch in sentence):  # the model would make words of "???"
             return SourceSentence(start, end, sentence, [], verbatim=sentence)
         before, sentence, after = edge_symbols(sentence) if self.emoji_apart else ("", sentence, "")
-        model_text = normalize(sentence)
+        opening, sentence, closing = outer_marks(sentence)
+        before, after = before + opening, closing + after
+        model_text = _SPACE_BEFORE.sub("", normalize(sentence))
         brackets: list[Bracket] = []
         if self.brackets:
             model_text, brackets = take_out(model_text)

@@ -35,6 +35,9 @@ def test_segmentation_finds_sentences_and_keeps_the_whitespace_between_them():
     for line in ("Ein Hund rennt über den Sand..", "ein hund rennt", "Ein Hund (braun) rennt!?", "一只狗在跑。"):
         assert sentence_spans(line, "de") == [(0, len(line))]
     assert len(sentence_spans("一只狗在跑。一只猫在睡。", "zh")) == 2  # other scripts' marks count too
+    text = 'Ein Hund bellt.Die Katze schläft. "Ein Hund." "Eine Katze." z.B. in St.Pauli'
+    assert [text[a:b] for a, b in sentence_spans(text, "de")] == [  # no space after the mark; quotes
+        "Ein Hund bellt.", "Die Katze schläft.", '"Ein Hund."', '"Eine Katze."', "z.B. in St.Pauli"]
 
 
 def test_no_sentence_ends_inside_a_url_or_an_address():
@@ -225,6 +228,10 @@ def test_what_people_type_comes_back_whole(client):
     assert marks[3].text.startswith("A dog. . . ") and all(t.hypotheses for t in marks)
     [shouted] = client.translate(["Ein Mann!!! Eine Frau???"])
     assert shouted.text.startswith("A man") and "!!! A woman" in shouted.text and shouted.text.endswith("???")
+    quoted, comma, spaced, plain = client.translate(["„Ein Hund bellt.“", "Ein Hund bellt,", "Ein Hund bellt .",
+                                                     "Ein Hund bellt."])
+    assert quoted.text == "„" + plain.text + "“" and comma.text == plain.text.rstrip(".") + ","
+    assert spaced.text == plain.text  # a space before "," or "." is not the model's business
     trailing = client.translate(["Ein Hund...", "Ein Hund bellt… Eine Katze schläft…"])
     assert trailing[0].text == "A dog..."  # the model reads a full stop, the output ends as typed
     assert "… A cat" in trailing[1].text and trailing[1].text.endswith("…") and len(trailing[1].sentences) == 2
