@@ -85,6 +85,40 @@ def take_out(text: str) -> tuple[str, list[Bracket]]:
     return out, brackets
 
 
+def target_ranges(output: str, pieces: list[str], source: str, source_pieces: list[str],
+                  attention: np.ndarray, spans: list[tuple[int, int]]) -> list[tuple[int, int] | None]:
+    """For each character range of `source` (the text the model read, as `source_pieces`), the
+    range of `output` (as `pieces`, one per attention row) that renders it, whole words, or None
+    when the attention finds no such words (the model left them out)."""
+    src_spans = char_spans(source, source_pieces)
+    tgt_spans = char_spans(output, pieces)
+    weights = attention.tolist()
+    found: list[tuple[int, int] | None] = []
+    for start, end in spans:
+        sources = {i for i, (a, z) in enumerate(src_spans) if a < end and z > start and a < z}
+        # tokens that give the enclosed words most of their attention: when the model left those
+        # words out, the best a token does is a glance ("Bank (Geld)" put "(A) man" first)
+        inside = sorted(sources)
+        chosen = [j for j in rendering(sources, weights, strict=True)
+                  if j < len(tgt_spans) and attention[j, inside].sum() >= MIN_ATTENTION]
+        if not chosen:
+            found.append(None)
+            continue
+        first = min(chosen)
+        # words just before that attend most to the enclosed ones lead it ("in" of "in front of");
+        # English puts such words first; after the phrase they were strays ("(brown) and")
+        while first > 0 and int(np.argmax(attention[first - 1])) in sources:
+            first -= 1
+        lo, hi = widen(output, tgt_spans[first][0], tgt_spans[max(chosen)][1])
+        keep_edge = source[end - 1] in _EDGE
+        while hi > lo and (output[hi - 1].isspace() or (output[hi - 1] in _EDGE and not keep_edge)):
+            hi -= 1
+        while lo < hi and (output[lo].isspace() or output[lo] in _EDGE):
+            lo += 1
+        found.append((lo, hi) if lo < hi else None)
+    return found
+
+
 def put_back(output: str, pieces: list[str], source: str, source_pieces: list[str],
              attention: np.ndarray | None, brackets: list[Bracket]) -> str:
     """`output` with each bracket around the words that render what it enclosed in `source`
@@ -93,32 +127,14 @@ def put_back(output: str, pieces: list[str], source: str, source_pieces: list[st
     left out, as the model would have."""
     if attention is None or not len(attention) or not brackets:
         return output
-    src_spans = char_spans(source, source_pieces)
-    tgt_spans = char_spans(output, pieces)
-    weights = attention.tolist()
+    ranges = target_ranges(output, pieces, source, source_pieces, attention, [(b.start, b.end) for b in brackets])
     inserts: list[tuple[int, int, int, str]] = []  # position, closing first, nesting order, bracket
     placed: list[tuple[int, int]] = []
-    for depth, b in enumerate(brackets):
-        sources = {i for i, (a, z) in enumerate(src_spans) if a < b.end and z > b.start and a < z}
-        # tokens that give the enclosed words most of their attention: when the model left those
-        # words out, the best a token does is a glance ("Bank (Geld)" put "(A) man" first)
-        inside = sorted(sources)
-        chosen = [j for j in rendering(sources, weights, strict=True)
-                  if j < len(tgt_spans) and attention[j, inside].sum() >= MIN_ATTENTION]
-        if not chosen:
+    for depth, (b, found) in enumerate(zip(brackets, ranges)):
+        if found is None:
             continue
-        first = min(chosen)
-        # words just before that attend most to the enclosed ones lead it ("in" of "in front of");
-        # English puts such words first; after the phrase they were strays ("(brown) and")
-        while first > 0 and int(np.argmax(attention[first - 1])) in sources:
-            first -= 1
-        lo, hi = widen(output, tgt_spans[first][0], tgt_spans[max(chosen)][1])
-        keep_edge = source[b.end - 1] in _EDGE
-        while hi > lo and (output[hi - 1].isspace() or (output[hi - 1] in _EDGE and not keep_edge)):
-            hi -= 1
-        while lo < hi and (output[lo].isspace() or output[lo] in _EDGE):
-            lo += 1
-        if lo < hi and not any(a < lo < z < hi or lo < a < hi < z for a, z in placed):  # never crossed
+        lo, hi = found
+        if not any(a < lo < z < hi or lo < a < hi < z for a, z in placed):  # never crossed
             placed.append((lo, hi))
             inserts += [(lo, 1, depth, b.open), (hi, 0, -depth, b.close)]
     out, last = [], 0

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nmt.brackets import Bracket, put_back, take_out
+from nmt.brackets import Bracket, put_back, take_out, target_ranges
 from nmt.protect import PLACEHOLDERS, is_symbol, protect, repair, restore
 from nmt.search import Hypothesis
 from nmt.segment import sentence_spans
@@ -33,13 +33,15 @@ class SourceSentence:
     after: str = ""  # emoji that close it, with their spaces and any final marks ("🐶", " 🐶!")
     hidden: dict[str, int] = field(default_factory=dict)  # emoji placeholders inside it, not for the
     # model: placeholder -> the source position it would have had (put back by the attention)
-    brackets: list[Bracket] = field(default_factory=list)  # taken out; ranges of `bracket_source`
-    bracket_source: str = ""  # the sentence without its brackets, before the casing rule
+    brackets: list[Bracket] = field(default_factory=list)  # taken out; ranges of `align_source`
+    shouted: list[tuple[int, int]] = field(default_factory=list)  # words in capitals for emphasis,
+    # read in their usual form; ranges of `align_source`, their translation upper-cased
+    align_source: str = ""  # the sentence without its brackets, before the casing rule
 
     @property
     def needs_attention(self) -> bool:
-        """Placeholders and brackets are put back with the help of the attention."""
-        return bool(self.items or self.brackets)
+        """Placeholders, brackets and emphasis are put back with the help of the attention."""
+        return bool(self.items or self.brackets or self.shouted)
 
 
 @dataclass
@@ -75,6 +77,7 @@ _FINAL_STOP = re.compile(r"\s*[.!?…]+$")
 # "Toll!!!", "Na ja...": captions end with one mark; the model loops on three, garbles "…"
 _FINAL_RUN = re.compile(r"[!?]{2,}$|\.{3,}$|…$")
 _CORE = re.compile(r"^(\W*)(.*?)(\W*)$")
+_WORD = re.compile(r"[^\W\d_]+")
 
 
 def edge_symbols(sentence: str) -> tuple[str, str, str]:
@@ -99,14 +102,14 @@ def edge_symbols(sentence: str) -> tuple[str, str, str]:
 
 # a sentence in quotes as a whole: opening quote -> its closing one
 _QUOTES = {"„": "“", "“": "”", "»": "«", "«": "»", "\"": "\"", "‚": "‘"}
-_TRAILING = re.compile(r"\s*[,–—-]+$")  # "Ein Hund bellt,": the model reads a sentence, the mark comes back
+_TRAILING = re.compile(r"\s*[,;:–—-]+$")  # "Ein Hund bellt,": the model reads a sentence, the mark comes back
 _SPACE_BEFORE = re.compile(r"(?<=\w) +(?=[,.](?:\s|$))")  # "Ein Hund , der bellt ."
 
 
 def outer_marks(sentence: str) -> tuple[str, str, str]:
     """(what opens the sentence, its body, what closes it) for what the model should not read:
     quotes around the whole sentence ("„Ein Hund bellt.“": the model garbled them), and a trailing
-    comma or dash ("Ein Hund bellt,")."""
+    comma, semicolon, colon or dash ("Ein Hund bellt,")."""
     before, after = "", ""
     trailing = _TRAILING.search(sentence)
     if trailing and trailing.start() > 0:
@@ -250,7 +253,11 @@ class TextProcessor:
         brackets: list[Bracket] = []
         if self.brackets:
             model_text, brackets = take_out(model_text)
-        bracket_source = model_text if brackets else ""
+        shouted: list[tuple[int, int]] = []
+        align_source = model_text
+        if self.forms and casing_style(model_text) == "mixed":
+            model_text, shouted = self._quiet(model_text)
+        align_source = align_source if brackets or shouted else ""
         style = casing_style(model_text)
         upper = style == "upper" and self.casing != "none"
         if self.casing == "truecase" and style != "mixed" and self.forms:
@@ -274,7 +281,24 @@ class TextProcessor:
                 model_text, hidden = self._hide_symbols(model_text, items)
         return SourceSentence(start, end, model_text, self.source.encode(model_text), items, upper,
                               unfinished, ending, before=before, after=after, hidden=hidden,
-                              brackets=brackets, bracket_source=bracket_source)
+                              brackets=brackets, shouted=shouted, align_source=align_source)
+
+    def _quiet(self, text: str) -> tuple[str, list[tuple[int, int]]]:
+        """Known words written in capitals for emphasis inside a sentence in their usual form ("Ein
+        HUND bellt LAUT!" came back as "A DOG is pading a race"); acronyms the training data
+        writes in capitals (DJ) and unknown words stay as typed."""
+        out, spans, last = [], [], 0
+        for m in _WORD.finditer(text):
+            word = m.group()
+            form = self.forms.get(word.lower())
+            if len(word) < 2 or not word.isupper() or form is None or form.isupper():
+                continue
+            if m.start() == 0:
+                form = form[:1].upper() + form[1:]
+            out += [text[last:m.start()], form]
+            spans.append(m.span())
+            last = m.end()
+        return "".join(out) + text[last:], spans
 
     def _hide_symbols(self, text: str, items: dict[str, str]) -> tuple[str, dict[str, int]]:
         """Emoji placeholders that follow a capitalised word (in German a noun or name, which the
@@ -344,8 +368,13 @@ class TextProcessor:
             text = _FINAL_STOP.sub("", text) + sentence.ending
         if sentence.upper:
             text, pieces = text.upper(), [p.upper() for p in pieces]
+        if sentence.shouted and attention is not None and len(attention):
+            found = target_ranges(text, pieces, sentence.align_source, self.source_tokens(sentence), attention,
+                                  sentence.shouted)
+            for lo, hi in sorted((r for r in found if r), reverse=True):  # from the right: offsets hold
+                text = text[:lo] + text[lo:hi].upper() + text[hi:]
         if sentence.brackets:
-            text = put_back(text, pieces, sentence.bracket_source, self.source_tokens(sentence), attention,
+            text = put_back(text, pieces, sentence.align_source, self.source_tokens(sentence), attention,
                             sentence.brackets)
         return SentenceOutput(sentence.before + text + sentence.after, pieces, ids, attention)
 

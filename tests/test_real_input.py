@@ -228,9 +228,12 @@ def test_what_people_type_comes_back_whole(client):
     assert marks[3].text.startswith("A dog. . . ") and all(t.hypotheses for t in marks)
     [shouted] = client.translate(["Ein Mann!!! Eine Frau???"])
     assert shouted.text.startswith("A man") and "!!! A woman" in shouted.text and shouted.text.endswith("???")
-    quoted, comma, spaced, plain = client.translate(["„Ein Hund bellt.“", "Ein Hund bellt,", "Ein Hund bellt .",
+    shouted, calm, acronym = client.translate(["Ein Mann fährt ein ROTES Auto.", "Ein Mann fährt ein rotes Auto.",
+                                               "Ein DJ spielt Musik."])
+    assert "RED" in shouted.text and shouted.text.lower() == calm.text.lower() and "DJ" in acronym.text
+    quoted, comma, spaced, plain = client.translate(["„Ein Hund bellt.“", "Ein Hund bellt;", "Ein Hund bellt .",
                                                      "Ein Hund bellt."])
-    assert quoted.text == "„" + plain.text + "“" and comma.text == plain.text.rstrip(".") + ","
+    assert quoted.text == "„" + plain.text + "“" and comma.text == plain.text.rstrip(".") + ";"
     assert spaced.text == plain.text  # a space before "," or "." is not the model's business
     trailing = client.translate(["Ein Hund...", "Ein Hund bellt… Eine Katze schläft…"])
     assert trailing[0].text == "A dog..."  # the model reads a full stop, the output ends as typed
