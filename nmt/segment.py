@@ -3,9 +3,11 @@
 A line break always ends a sentence (lists, paragraphs, pasted lines). Within a line, pysbd's
 rule-based segmenter for the source language splits sentences: on German and English text people
 paste it handled ordinals, dates, abbreviations, URLs, e-mail addresses, lower-case sentence
-starts and ellipses best of the maintained segmenters compared (bench/segmenters.py: pysbd 25/26,
-sentencex 21/26, syntok 20/26 of the hand-labelled cases). Languages pysbd lacks fall back to
-sentencex (Wikimedia), which covers some 250. No sentence ends inside a URL or an e-mail address.
+starts and ellipses best of the maintained segmenters compared (bench/segmenters.py, whose table
+in the README also scores this module). Languages pysbd lacks fall back to sentencex (Wikimedia),
+which covers some 250. Around pysbd, the rules below: no sentence ends inside a URL or an e-mail
+address, runs of "!"/"?", "…" and a full stop with no space after it do end one, and a closing
+quote cut off goes back to its sentence.
 """
 
 from __future__ import annotations
@@ -87,6 +89,11 @@ def sentence_spans(text: str, lang: str) -> list[tuple[int, int]]:
     return _join_across_links(text, _join_closers(text, _split_glued(text, _split_after_runs(text, spans))))
 
 
+def _after_space(text: str, pos: int, end: int) -> int:
+    """The first position from `pos` (before `end`) that is not whitespace, or `end`."""
+    return end - len(text[pos:end].lstrip())
+
+
 _RUN = re.compile(r"(?:[!?]{2,}|…)(?=\s+\S)")
 
 
@@ -97,7 +104,7 @@ def _split_after_runs(text: str, spans: list[tuple[int, int]]) -> list[tuple[int
     out = []
     for start, end in spans:
         for run in _RUN.finditer(text, start, end):
-            nxt = run.end() + len(text[run.end():end]) - len(text[run.end():end].lstrip())
+            nxt = _after_space(text, run.end(), end)
             if run.group() == "…" and not text[nxt:nxt + 1].isupper():
                 continue  # "Er wartete… und wartete": one sentence
             if nxt < end:
@@ -137,7 +144,7 @@ def _join_closers(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, in
         closer = _CLOSERS.match(text, start, end) if out and out[-1][1] == start else None
         if closer:
             out[-1] = (out[-1][0], closer.end())
-            start = closer.end() + len(text[closer.end():end]) - len(text[closer.end():end].lstrip())
+            start = _after_space(text, closer.end(), end)
         if start < end:
             out.append((start, end))
     return out

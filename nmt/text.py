@@ -368,14 +368,13 @@ class TextProcessor:
             text = _FINAL_STOP.sub("", text) + sentence.ending
         if sentence.upper:
             text, pieces = text.upper(), [p.upper() for p in pieces]
+        source = self.source_tokens(sentence) if sentence.align_source else []
         if sentence.shouted and attention is not None and len(attention):
-            found = target_ranges(text, pieces, sentence.align_source, self.source_tokens(sentence), attention,
-                                  sentence.shouted)
+            found = target_ranges(text, pieces, sentence.align_source, source, attention, sentence.shouted)
             for lo, hi in sorted((r for r in found if r), reverse=True):  # from the right: offsets hold
                 text = text[:lo] + text[lo:hi].upper() + text[hi:]
         if sentence.brackets:
-            text = put_back(text, pieces, sentence.align_source, self.source_tokens(sentence), attention,
-                            sentence.brackets)
+            text = put_back(text, pieces, sentence.align_source, source, attention, sentence.brackets)
         return SentenceOutput(sentence.before + text + sentence.after, pieces, ids, attention)
 
     @staticmethod

@@ -20,8 +20,10 @@ Guarantees an operator relies on:
 
 Cost of continuity: every admission or retirement changes the row layout. The engine defers the
 copy of the large source-side state (memory, keys) until the next step or admission and then
-makes it once (`nmt.engine.RecurrentState`), so continuous batching does the same decoder work as
-static batching for about the same copying.
+makes it once (`nmt.engine.RecurrentState`). With beam search those arrays are per row, so an
+admission between steps still copies the whole batch's: continuous batching copies at every
+admission where static batching copies once per batch (measured ad hoc: a tenth of the scheduler's time
+at beam 5 with 32 clients; keeping them per sentence would remove it).
 """
 
 from __future__ import annotations
