@@ -174,6 +174,14 @@ def matmul_gflops(rows: int, shapes: list[tuple[int, int]], threads: int = 2) ->
     return flops * reps / (time.perf_counter() - started) / 1e9
 
 
+def architecture(kind: str, path: str) -> dict:
+    if kind == "onnx":
+        return json.loads((Path(path) / "manifest.json").read_text())["architecture"]
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)["model_config"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=str(ROOT / "models" / "checkpoints" / "demo-de-en.pt"))
@@ -205,19 +213,20 @@ def main() -> None:
                for label, per_config in decoder.items()}
     base = results.get("onnx fp32") or next(iter(results.values()))
     configs = list(next(iter(results.values())))
-    arch = json.loads((Path(engines[1][2] if len(engines) > 1 else args.checkpoint) / "manifest.json")
-                      .read_text())["architecture"]
+    archs = {label: architecture(kind, path) for label, kind, path in engines}  # bundles may differ in vocabulary
     # average rows per step -> GFLOP/s of the output projection's MatMul alone (its 16 MB of fp32
     # weights stay in the caches) and of all the decoder's MatMuls (its whole weights, as a step reads them)
-    reference: dict[int, tuple[float, float]] = {}
+    reference: dict[tuple, tuple[float, float]] = {}
     for label, per_config in decoder.items():
+        arch = archs[label]
         for config, d in per_config.items():
             rows = max(1, round(d["rows_per_step"]))
-            if rows not in reference:
-                reference[rows] = tuple(statistics.median(matmul_gflops(rows, shapes) for _ in range(args.repeats))
-                                        for shapes in (weight_shapes(arch)[-1:], weight_shapes(arch)))
+            key = (rows, tuple(weight_shapes(arch)))
+            if key not in reference:
+                reference[key] = tuple(statistics.median(matmul_gflops(rows, shapes) for _ in range(args.repeats))
+                                       for shapes in (weight_shapes(arch)[-1:], weight_shapes(arch)))
             d["gflops"] = d["row_steps_per_s"] * row_step_flops(arch, d["source_tokens"]) / 1e9
-            d["matmul_gflops"], d["weights_gflops"] = reference[rows]
+            d["matmul_gflops"], d["weights_gflops"] = reference[key]
     write_result("engines", {"sentences": args.sentences, "configs": configs, "repeats": args.repeats,
                              "rates": {k: {c: round(v, 1) for c, v in r.items()} for k, r in results.items()},
                              "decoder": {k: {c: {n: round(v, 3) for n, v in d.items()} for c, d in r.items()}

@@ -236,7 +236,21 @@ def shortlist() -> str:
     return "\n".join(lines) + "\n\n" + _source(r)
 
 
-TABLES = {"step_profile": step_profile, "serve_profile": serve_profile, "decoder": decoder, "shortlist": shortlist, "serve": serve, "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
+def vocab_trim() -> str:
+    r = _load("vocab-trim")
+    pieces = r["target_pieces"]
+    lines = [f"| set | decoding | BLEU, {pieces['full']} -> {pieces['trimmed']} target pieces | outputs identical |",
+             "|---|---|---|---|"]
+    for q in r["quality"]:
+        lines.append(f"| {q['split']} | {q['decoding']} | {q['bleu_full']:.2f} -> {q['bleu_trimmed']:.2f} | {q['identical']:.1%} |")
+    lines += ["", f"| decoding (ONNX Runtime fp32) | sentences/s, {pieces['full']} -> {pieces['trimmed']} target pieces | speed |",
+              "|---|---|---|"]
+    for row in r["speed"]:
+        lines.append(f"| {row['decoding']} | {row['full']:.1f} -> {row['trimmed']:.1f} | {row['trimmed'] / row['full']:.2f}x |")
+    return "\n".join(lines) + "\n\n" + _source(r)
+
+
+TABLES = {"vocab_trim": vocab_trim, "step_profile": step_profile, "serve_profile": serve_profile, "decoder": decoder, "shortlist": shortlist, "serve": serve, "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
 
 
 def render(text: str) -> str:

@@ -44,7 +44,8 @@ def write(directory: Path, name: str, ckpt: dict, model, quantization: str, stor
         "weights_storage": storage,
         "shortlist": shortlist,  # nmt/shortlist.py; used by requests that ask (use_shortlist)
         "training": {"step": ckpt.get("step"), "data": ckpt.get("data", {}),
-                     "config": ckpt.get("training_config", {})},
+                     "config": ckpt.get("training_config", {}), "lineage": ckpt.get("lineage", []),
+                     "trimmed_target_vocab": ckpt.get("trimmed_target_vocab")},
         "scores": metrics.get("test", {}),
         "valid_bleu": metrics.get("valid_bleu"),
         "exported_with": {"onnx": onnx.__version__, "python": platform.python_version()},
@@ -84,14 +85,14 @@ def model_card(m: dict) -> str:
 attention of Bahdanau et al. (2015) and Luong et al. (2015). Bidirectional {arch['rnn_type'].upper()}
 encoder ({arch['encoder_layers']} layer(s), {arch['encoder_hidden']} per direction), {arch['attention']}
 attention, {arch['rnn_type'].upper()} decoder of {arch['decoder_hidden']} with input feeding,
-SentencePiece vocabulary of {arch['tgt_vocab_size']}; {m['parameters']:,} parameters. Exported to ONNX
+{_vocabulary(arch, _trim(m['training']))}; {m['parameters']:,} parameters. Exported to ONNX
 (opset {m['onnx_opset']}), weights stored as {m['weights_storage']}, computed in fp32,
 quantization: {m['quantization']}.
 
 **Data.** {data.get('license') or 'see the training configuration'}.
 Trained on {data.get('train_pairs', '?')} sentence pairs ({data_cfg.get('train_src', '')},
 {data_cfg.get('train_tgt', '')}); checkpoint chosen by validation BLEU
-({data_cfg.get('valid_src', '')}). Multi30k's text is provided for **non-commercial research and
+({data_cfg.get('valid_src', '')}).{_fine_tuned(m['training'].get('lineage', []))} Multi30k's text is provided for **non-commercial research and
 educational purposes** only, and so is this model.
 
 **Scores** (sacreBLEU on the test set, cased, 13a tokenisation):
@@ -108,8 +109,7 @@ difference {par.get('max_log_prob_diff', 0):.1e}); outputs identical alone and i
 **How to reproduce.**
 
 ```
-python -m training train --config configs/multi30k_de_en.toml
-python -m training evaluate --checkpoint runs/multi30k_de_en/best.pt --src ../shared/data/multi30k/test_2016_flickr.de.gz --ref ../shared/data/multi30k/test_2016_flickr.en.gz --beam 5 --record
+{_reproduce(cfg, _trim(m['training']))}
 python -m export --checkpoint models/checkpoints/demo-de-en.pt --out models/{m['name']}{quantize}
 ```
 
@@ -120,3 +120,45 @@ Title Case input, completes a missing final full stop, and copies numbers, URLs,
 emoji and unknown names through placeholders; words it has never seen that are not names are still
 translated piece by piece, often badly.
 """
+
+
+def _trim(training: dict) -> dict | None:
+    """How the target vocabulary was trimmed: in this checkpoint, or in the one it was fine-tuned from."""
+    trims = [e["trimmed_target_vocab"] for e in training.get("lineage", []) if "trimmed_target_vocab" in e]
+    return training.get("trimmed_target_vocab") or (trims[-1] if trims else None)
+
+
+def _vocabulary(arch: dict, trim: dict | None) -> str:
+    src, tgt = arch["src_vocab_size"], arch["tgt_vocab_size"]
+    if src == tgt:
+        return f"SentencePiece vocabulary of {tgt}"
+    how = f" (the joint vocabulary's target side, trimmed from {trim['from']})" if trim else ""
+    return f"SentencePiece vocabularies of {src} source and {tgt} target pieces{how}"
+
+
+def _fine_tuned(lineage: list[dict]) -> str:
+    if not lineage:
+        return ""
+    parent = lineage[-1]
+    steps = parent.get("training_config", {}).get("train", {})
+    return (f" Fine-tuned from {parent['checkpoint']} (step {parent.get('step')} of a run of at most "
+            f"{steps.get('max_steps', '?')} steps at learning rate {steps.get('lr', '?')}"
+            f"{', target vocabulary trimmed' if 'trimmed_target_vocab' in parent else ''}).")
+
+
+def _reproduce(cfg: dict, trim: dict | None) -> str:
+    """The training commands: the run from the configuration, the vocabulary trim, and the
+    fine-tuning run with the settings it used."""
+    train_cmd = "python -m training train --config configs/multi30k_de_en.toml"
+    lines, best = [train_cmd], "runs/multi30k_de_en/best.pt"
+    train = cfg.get("train", {})
+    if trim:
+        lines.append(f"python -m training trim-vocab --checkpoint {best} --out runs/trimmed.pt "
+                     "--train-src ../shared/data/multi30k/train.de.gz --train-tgt ../shared/data/multi30k/train.en.gz")
+        best = "runs/trimmed.pt"
+    if train.get("init_from"):
+        flags = " ".join(f"--set train.{k}={train[k]}" for k in ("lr", "min_lr", "max_steps", "valid_every", "patience"))
+        lines.append(f"{train_cmd} --set train.init_from={best} --set train.out_dir=runs/fine_tuned {flags}")
+        best = "runs/fine_tuned/best.pt"
+    return "\n".join(lines) + (f"\npython -m training evaluate --checkpoint {best} --src ../shared/data/multi30k/"
+                               "test_2016_flickr.de.gz --ref ../shared/data/multi30k/test_2016_flickr.en.gz --beam 5 --record")

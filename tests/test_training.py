@@ -260,3 +260,59 @@ def test_fine_tuning_starts_from_the_given_weights_and_vocabulary(tmp_path, tiny
         assert torch.equal(value, start[name]), name
     assert (checkpoint.spm_entry(trainer.spm_paths["src"])["sha256"]
             == checkpoint.load(best)["spm"]["src"]["sha256"])
+
+
+def test_trimmed_target_vocabulary_keeps_segmentation_and_translations(tmp_path, tiny_files, tiny_checkpoint):
+    """`trim-vocab`: a joint vocabulary's target side cut to the pieces the targets use. The
+    targets split into the same pieces, the model ranks the pieces as before, and it fine-tunes."""
+    from nmt.text import TextProcessor
+    from nmt.tokenizer import Tokenizer
+    from training.torch_engine import TorchEngine
+    from training.trim_vocab import trim_checkpoint
+
+    _, best = tiny_checkpoint
+    sizes = trim_checkpoint(str(best), str(tmp_path / "trimmed.pt"), str(tiny_files["src"]), str(tiny_files["tgt"]))
+    assert sizes["to"] < sizes["from"]
+    original, trimmed = checkpoint.load(best), checkpoint.load(tmp_path / "trimmed.pt")
+    assert trimmed["model_config"]["tgt_vocab_size"] == sizes["to"]
+    assert trimmed["spm"]["src"]["sha256"] == original["spm"]["src"]["sha256"]
+
+    def load(ckpt, directory):
+        paths = checkpoint.write_spm(ckpt, directory)
+        source, target = Tokenizer(paths["src"]), Tokenizer(paths["tgt"])
+        return TorchEngine(checkpoint.build_model(ckpt)), TextProcessor(source, target, "de"), target
+
+    engine_a, text_a, target_a = load(original, tmp_path / "a")
+    engine_b, _, target_b = load(trimmed, tmp_path / "b")
+    assert len(target_b) == sizes["to"]
+    targets = tiny_files["tgt"].read_text().splitlines()
+    assert ([target_a.pieces(ids) for ids in target_a.encode_batch(targets)]
+            == [target_b.pieces(ids) for ids in target_b.encode_batch(targets)])
+    # the first decoder step: the trimmed model's distribution is the original's over the kept
+    # pieces, renormalised (the same ranking, log-probs shifted by one constant a row)
+    sources = text_a.source.encode_batch(tiny_files["src"].read_text().splitlines()[:20])
+    ids = np.zeros((len(sources), max(map(len, sources))), np.int64)
+    for i, row in enumerate(sources):
+        ids[i, :len(row)] = row
+    lengths, bos = np.array([len(r) for r in sources]), np.full(len(sources), engine_a.bos_id)
+    lp_a, top_a, _, _ = engine_a.step(bos, engine_a.encode(ids, lengths), sizes["from"])
+    lp_b, top_b, _, _ = engine_b.step(bos, engine_b.encode(ids, lengths), sizes["to"])
+    kept = set(target_b.pieces(range(sizes["to"])))
+    for row in range(len(sources)):
+        pieces_a = target_a.pieces(top_a[row].tolist())
+        in_kept = [j for j, p in enumerate(pieces_a) if p in kept]
+        assert [pieces_a[j] for j in in_kept] == target_b.pieces(top_b[row].tolist())
+        shift = lp_b[row] - lp_a[row, in_kept]
+        assert np.allclose(shift, shift[0], atol=1e-4) and shift[0] > 0
+
+    cfg = load_config(None, tiny_overrides(tiny_files, tmp_path / "ft", steps=2)
+                      + [f"train.init_from={tmp_path / 'trimmed.pt'}"])
+    trainer = Trainer(cfg)
+    assert checkpoint.spm_entry(trainer.spm_paths["tgt"])["sha256"] == trimmed["spm"]["tgt"]["sha256"]
+    assert len(trainer.tgt_tok) == sizes["to"]
+    trainer.train()
+    trainer.close()
+    tuned = checkpoint.load(tmp_path / "ft" / "best.pt")
+    assert tuned["model_config"]["tgt_vocab_size"] == sizes["to"]
+    assert tuned["lineage"][-1]["trimmed_target_vocab"] == sizes  # the bundle's card tells it
+    assert tuned["lineage"][-1]["step"] == original["step"]

@@ -1,4 +1,4 @@
-"""`python -m training {train,evaluate,translate,release}`; see README."""
+"""`python -m training {train,evaluate,translate,release,trim-vocab}`; see README."""
 
 from __future__ import annotations
 
@@ -107,6 +107,13 @@ def cmd_release(args) -> None:
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB)")
 
 
+def cmd_trim_vocab(args) -> None:
+    from training.trim_vocab import trim_checkpoint
+
+    sizes = trim_checkpoint(args.checkpoint, args.out, args.train_src, args.train_tgt, args.epochs)
+    print(f"wrote {args.out}: target vocabulary {sizes['from']} -> {sizes['to']} pieces")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +150,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--fp32", action="store_true", help="keep fp32 weights")
     p.set_defaults(func=cmd_release)
+    p = sub.add_parser("trim-vocab", help="cut a joint vocabulary's target side to the pieces the "
+                       "training targets use (a smaller output layer; fine-tune after)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--train-src", required=True, help="the training sources (for the augmentation's lexicon)")
+    p.add_argument("--train-tgt", required=True, help="the training targets")
+    p.add_argument("--epochs", type=int, default=10, help="epochs of augmentation to collect pieces from")
+    p.set_defaults(func=cmd_trim_vocab)
     args = parser.parse_args(argv)
     from training.checkpoint import CheckpointError
     from training.data import DataError

@@ -66,6 +66,17 @@ def write_spm(ckpt: dict, directory: Path) -> dict[str, Path]:
     return out
 
 
+def lineage(parent: dict, path: str | Path) -> list[dict]:
+    """What a fine-tuned checkpoint records of where it started: the parent's own lineage, then
+    the parent (its step, training configuration, validation BLEU, and a trimmed vocabulary)."""
+    entry = {"checkpoint": Path(path).name, "step": parent.get("step"),
+             "training_config": parent.get("training_config", {}),
+             "valid_bleu": parent.get("metrics", {}).get("valid_bleu")}
+    if "trimmed_target_vocab" in parent:
+        entry["trimmed_target_vocab"] = parent["trimmed_target_vocab"]
+    return [*parent.get("lineage", []), entry]
+
+
 def build_model(ckpt: dict) -> Seq2Seq:
     model = Seq2Seq(ModelConfig.from_dict(ckpt["model_config"]))
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}

@@ -134,14 +134,17 @@ class Trainer:
         self.word_lexicon = (build_lexicon(train.sources, train.targets, max_share=1.0)
                              if a.fragments > 0 else {})
         self.source_words = truecase_table(train.sources)
+        self.lineage: list[dict] = []  # the checkpoints this run started from (fine-tuning)
         names = {"src": f"spm.{d.src_lang}.model", "tgt": f"spm.{d.tgt_lang}.model"}
         if v.joint:
             names = {"src": "spm.joint.model", "tgt": "spm.joint.model"}
         paths = {side: self.out / name for side, name in names.items()}
-        if self.main and self.cfg.train.init_from and not all(p.exists() for p in paths.values()):
-            # fine-tuning keeps the vocabulary the weights were trained with
-            written = checkpoint.write_spm(checkpoint.load(self.cfg.train.init_from), self.out)
-            paths = {side: written[side] for side in paths}
+        if self.cfg.train.init_from:  # fine-tuning keeps the vocabulary the weights were trained with
+            start = checkpoint.load(self.cfg.train.init_from)
+            paths = {side: self.out / entry["name"] for side, entry in start["spm"].items()}
+            self.lineage = checkpoint.lineage(start, self.cfg.train.init_from)
+            if self.main and not all(p.exists() for p in paths.values()):
+                checkpoint.write_spm(start, self.out)
         if self.main and not all(p.exists() for p in paths.values()):
             # the vocabulary sees the corpus as it is and once as augmented (upper-case pieces)
             aug_src, aug_tgt = self._augmented(10 ** 6)
@@ -232,6 +235,7 @@ class Trainer:
             "languages": {"source": self.cfg.data.src_lang, "target": self.cfg.data.tgt_lang},
             "source_words": "\n".join(self.source_words),  # what serving treats as known words
             "training_config": as_dict(self.cfg),
+            "lineage": self.lineage,
             "data": {"train_pairs": None if self.cfg.data.streaming else len(self.train_src),
                      "streamed": self.cfg.data.streaming, "dropped_pairs": self.dropped,
                      "license": self.cfg.data.license},
