@@ -214,7 +214,7 @@ def main() -> None:
     base = results.get("onnx fp32") or next(iter(results.values()))
     configs = list(next(iter(results.values())))
     archs = {label: architecture(kind, path) for label, kind, path in engines}  # bundles may differ in vocabulary
-    # average rows per step -> GFLOP/s of the output projection's MatMul alone (its 16 MB of fp32
+    # average rows per step -> GFLOP/s of the output projection's MatMul alone (its fp32
     # weights stay in the caches) and of all the decoder's MatMuls (its whole weights, as a step reads them)
     reference: dict[tuple, tuple[float, float]] = {}
     for label, per_config in decoder.items():

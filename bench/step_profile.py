@@ -7,9 +7,9 @@ First table: the decoder session of a bundle, run as the service runs it (same s
 fed a batch of test sentences' encoder states; every node's kernel time summed by the part of the
 model it belongs to (its name in the exported graph) and by kind (matrix products vs the rest), in
 microseconds per step and as a share of the step.
-Second table: the output projection's matmul (rows x 512 x 8000) timed by the profiler in a graph
-of its own, then with the decoder's other matmuls (same shapes, about 12 MB more weights) run
-between its runs, and inside the decoder step: the cache experiment behind the two references of
+Second table: the output projection's matmul (rows x output size x target vocabulary) timed by the
+profiler in a graph of its own, then with the decoder's other matmuls (same shapes, their weights
+too) run between its runs, and inside the decoder step: the cache experiment behind the two references of
 `engine_bench.py`.
 Writes bench/results/step-profile-<bundle>.json.
 """

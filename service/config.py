@@ -48,7 +48,7 @@ class Defaults:
     no_repeat_ngram_size: int = 0
     repetition_penalty: float = 1.0
     coverage_penalty: float = 0.0
-    use_shortlist: bool = False  # off: with the demo's 8,000-token vocabulary it did not earn it (README)
+    use_shortlist: bool = False  # off: with the demo's vocabulary it did not earn it (README)
 
 
 @dataclass
