@@ -236,6 +236,20 @@ def shortlist() -> str:
     return "\n".join(lines) + "\n\n" + _source(r)
 
 
+def batching() -> str:
+    r = _load("batching")
+    lines = ["| beam | configuration | sentences/s | vs the engine alone | sentences per encoder call "
+             "| encode + merge, us per sentence | rows per step | us per step |", "|---|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        detail = (f"{row['sentences_per_encode']:.1f} | {row['encode_us_per_sentence']:.0f} | {row['rows_per_step']:.1f} "
+                  f"| {row['step_us']:.0f}") if "step_us" in row else " |  |  | "
+        lines.append(f"| {row['beam']} | {row['config']} | {row['per_s']:.1f} | {row['vs_engine']:.0%} | {detail} |")
+    same = all(row["identical"] for row in r["rows"])
+    note = (f"Medians of {r['repeats']} runs of every configuration, taken in turn; {r['sentences']} test sentences; "
+            f"outputs {'identical to the engine alone in every run' if same else 'NOT all identical to the engine alone'}.")
+    return "\n".join(lines) + "\n\n" + note + "\n\n" + _source(r)
+
+
 def vocab_trim() -> str:
     r = _load("vocab-trim")
     pieces = r["target_pieces"]
@@ -250,7 +264,7 @@ def vocab_trim() -> str:
     return "\n".join(lines) + "\n\n" + _source(r)
 
 
-TABLES = {"vocab_trim": vocab_trim, "step_profile": step_profile, "serve_profile": serve_profile, "decoder": decoder, "shortlist": shortlist, "serve": serve, "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
+TABLES = {"batching": batching, "vocab_trim": vocab_trim, "step_profile": step_profile, "serve_profile": serve_profile, "decoder": decoder, "shortlist": shortlist, "serve": serve, "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
 
 
 def render(text: str) -> str:
