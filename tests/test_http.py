@@ -234,18 +234,23 @@ def test_shutdown_refuses_new_http_translations_and_finishes_running_ones():
 
 
 def test_overload_is_429_with_retry_after_and_a_deadline_is_504():
-    slow = {"texts": ["Ein Mann fährt Fahrrad."] * 6,
-            "options": {"beamSize": 5, "minOutputTokens": 150, "maxOutputTokens": 160}}
-    # 5 rows: one beam-5 sentence decodes at a time, the first request's other 5 wait in the queue
+    def slow(texts):  # a beam-5 sentence of 190+ tokens (the test limit is 200): about 60 ms here
+        return {"texts": ["Ein Mann fährt Fahrrad."] * texts,
+                "options": {"beamSize": 5, "minOutputTokens": 190, "maxOutputTokens": 200}}
+    # 5 rows: one sentence decodes at a time. The first request's six queue behind each other and
+    # outlast the 0.1 s deadline (504); six more overflow the queue of 8 at once (429); two more
+    # fit in the queue and wait there past their deadline (504). Holds on machines up to about
+    # three times faster than this one (an earlier version, 160 tokens and 0.5 s, did not survive
+    # the demo model getting faster).
     srv = RunningServer(make_config(http_port=free_port(), scheduler__max_queue=8, scheduler__max_rows=5,
-                                    limits__max_request_seconds=0.5)).start()
+                                    limits__max_request_seconds=0.1)).start()
     try:
         results = []
-        threads = [threading.Thread(target=lambda: results.append(call(srv.http + "/v1/translate", slow)))
-                   for _ in range(3)]
+        threads = [threading.Thread(target=lambda body=body: results.append(call(srv.http + "/v1/translate", body)))
+                   for body in (slow(6), slow(6), slow(2))]
         for t in threads:
             t.start()
-            time.sleep(0.15)  # the first is queued before the others arrive
+            time.sleep(0.02)  # the first is queued before the others arrive, and still queued when they do
         for t in threads:
             t.join(60)
         statuses = sorted(status for status, _, _ in results)
