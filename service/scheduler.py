@@ -22,8 +22,12 @@ Cost of continuity: every admission or retirement changes the row layout. The en
 copy of the large source-side state (memory, keys) until the next step or admission and then
 makes it once (`nmt.engine.RecurrentState`). With beam search those arrays are per row, so an
 admission between steps still copies the whole batch's: continuous batching copies at every
-admission where static batching copies once per batch (measured ad hoc: a tenth of the scheduler's time
-at beam 5 with 32 clients; keeping them per sentence would remove it).
+admission where static batching copies once per batch, and sentences arriving one or two at a
+time are encoded one or two at a time (bench/batching.py: encoding and merging cost a beam-5
+sentence about five times what it costs in a static batch). Tried ad hoc and not kept: keeping
+those arrays in place (free slots, a permuted feed) and admitting arrivals in groups (both within
+the machine's noise), and a lane of its own for long sentences, stepped every 2nd or 4th step
+(served, one request in four long: the others' p50 better, their p99 and the throughput worse).
 """
 
 from __future__ import annotations
