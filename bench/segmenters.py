@@ -34,6 +34,8 @@ CASES = {
         (["Es ist 14.30 Uhr.", "Wir gehen."], " "),
         (["Toll!!!", "Ein Hund bellt."], " "),
         (["Ein Hund bellt…", "Eine Katze schläft."], " "),
+        (["Ein Hund rennt über die Wiese...", "3 Katzen schlafen."], " "),
+        (["Er zählt bis drei... und springt.", "Alle lachen."], " "),
         (["Ein Hund bellt.", "Die Katze schläft."], ""),
         (["\"Ein Hund.\"", "\"Eine Katze.\""], " "),
         (["Siehe https://example.com/x?y=1 für mehr Fotos.", "Danke."], " "),

@@ -6,8 +6,9 @@ paste it handled ordinals, dates, abbreviations, URLs, e-mail addresses, lower-c
 starts and ellipses best of the maintained segmenters compared (bench/segmenters.py, whose table
 in the README also scores this module). Languages pysbd lacks fall back to sentencex (Wikimedia),
 which covers some 250. Around pysbd, the rules below: no sentence ends inside a URL or an e-mail
-address, runs of "!"/"?", "…" and a full stop with no space after it do end one, and a closing
-quote cut off goes back to its sentence.
+address, runs of "!"/"?", an ellipsis before a capital or a digit and a full stop with no space
+after it do end one, none ends inside a run of dots, and a closing quote cut off goes back to its
+sentence.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def sentence_spans(text: str, lang: str) -> list[tuple[int, int]]:
                 spans[-1] = (spans[-1][0], offset + at + len(tail))
             else:
                 spans.append((offset + at, offset + at + len(tail)))
-    return _join_across_links(text, _join_closers(text, _split_glued(text, _split_after_runs(text, spans))))
+    spans = _split_after_runs(text, _join_dot_runs(text, spans))
+    return _join_across_links(text, _join_closers(text, _split_glued(text, spans)))
 
 
 def _after_space(text: str, pos: int, end: int) -> int:
@@ -94,18 +96,33 @@ def _after_space(text: str, pos: int, end: int) -> int:
     return end - len(text[pos:end].lstrip())
 
 
-_RUN = re.compile(r"(?:[!?]{2,}|…)(?=\s+\S)")
+_RUN = re.compile(r"(?:[!?]{2,}|…|\.{3,})(?=\s+\S)")
+
+
+def _join_dot_runs(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """No sentence starts inside a run of dots: pysbd cuts some in two ("Er zählt 1... 2..." gave
+    "Er zählt 1..", ".", "2..", "."); the rest goes back. (Dots typed apart, ". . .", stay apart.)"""
+    out: list[tuple[int, int]] = []
+    for start, end in spans:
+        if out and out[-1][1] == start and text[start] in ".…":
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
 
 
 def _split_after_runs(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sentences ended by a run of "!" or "?", or by "…" before a capital, that the segmenter ran
-    together: pysbd splits after "!!" and "...", but not after "!!!" or "…" ("Toll!!! Ein Hund
-    bellt." and "Ein Hund bellt… Eine Katze schläft." stayed one sentence)."""
+    """Sentences ended by a run of "!" or "?", or by an ellipsis ("…", "...") before a capital or
+    a digit, that the segmenter ran together: pysbd splits after "!!", but not after "!!!", "…"
+    or, before a digit, "..." ("Toll!!! Ein Hund bellt.", "Ein Hund bellt… Eine Katze schläft."
+    and "Ein Hund rennt... 3 Katzen schlafen." stayed one sentence, and the model dropped the
+    second)."""
     out = []
     for start, end in spans:
         for run in _RUN.finditer(text, start, end):
             nxt = _after_space(text, run.end(), end)
-            if run.group() == "…" and not text[nxt:nxt + 1].isupper():
+            following = text[nxt:nxt + 1]
+            if run.group()[0] in ".…" and not (following.isupper() or following.isdigit()):
                 continue  # "Er wartete… und wartete": one sentence
             if nxt < end:
                 out.append((start, run.end()))

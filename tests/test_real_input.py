@@ -61,7 +61,13 @@ def test_runs_of_exclamation_and_question_marks_and_ellipses_end_sentences():
         "Toll!!!", "Ein Hund bellt.", "Was???", "Eine Katze?!?", "Ja!!"]
     text = "Ein Hund bellt… Eine Katze wartet… und wartet."
     assert [text[a:b] for a, b in sentence_spans(text, "de")] == [
-        "Ein Hund bellt…", "Eine Katze wartet… und wartet."]  # "…" before a capital only
+        "Ein Hund bellt…", "Eine Katze wartet… und wartet."]  # before a capital or a digit only
+    # pysbd kept "... 3 Katzen" in the sentence before (the model then dropped it) and cut
+    # "1..." into "1.." and a sentence "."
+    text = "Ein Hund rennt über die Wiese... 3 Katzen schlafen. Er zählt 1... 2... 3 und springt... und lacht."
+    assert [text[a:b] for a, b in sentence_spans(text, "de")] == [
+        "Ein Hund rennt über die Wiese...", "3 Katzen schlafen.", "Er zählt 1...", "2...",
+        "3 und springt... und lacht."]
 
 
 def test_protected_items_become_placeholders_and_come_back():
