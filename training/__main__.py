@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fp32", action="store_true", help="keep fp32 weights")
     p.set_defaults(func=cmd_release)
     p = sub.add_parser("trim-vocab", help="cut a joint vocabulary's target side to the pieces the "
-                       "training targets use (a smaller output layer; fine-tune after)")
+                       "training targets use (a smaller output layer, a faster decoder step)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--train-src", required=True, help="the training sources (for the augmentation's lexicon)")

@@ -26,13 +26,7 @@ from sentencepiece import sentencepiece_model_pb2 as spm_model
 
 from nmt.tokenizer import Tokenizer
 from training import checkpoint
-from training.augment import (
-    AugmentRates,
-    augment,
-    build_lexicon,
-    strip_final_punct,
-    title_case,
-)
+from training.augment import AugmentRates, augment, build_lexicon, strip_final_punct, title_case
 from training.data import clean, read_corpus
 
 NORMAL = spm_model.ModelProto.SentencePiece.NORMAL
