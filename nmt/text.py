@@ -277,8 +277,12 @@ class TextProcessor:
             protected = protect(model_text, self._is_name if self.protect_names else None,
                                 self._can_encode)
             model_text, items = protected.text, protected.items
-            if self.emoji_apart:
-                model_text, hidden = self._hide_symbols(model_text, items)
+            asides = self._asides(align_source or model_text, brackets, items)
+            if self.emoji_apart or asides:
+                model_text, hidden = self._hide_symbols(model_text, items, asides)
+            for placeholder, bracket in asides.items():  # put back with its brackets, as typed
+                items[placeholder] = bracket.open + items[placeholder] + bracket.close
+                brackets.remove(bracket)
         return SourceSentence(start, end, model_text, self.source.encode(model_text), items, upper,
                               unfinished, ending, before=before, after=after, hidden=hidden,
                               brackets=brackets, shouted=shouted, align_source=align_source)
@@ -300,20 +304,36 @@ class TextProcessor:
             last = m.end()
         return "".join(out) + text[last:], spans
 
-    def _hide_symbols(self, text: str, items: dict[str, str]) -> tuple[str, dict[str, int]]:
+    @staticmethod
+    def _asides(text: str, brackets: list[Bracket], items: dict[str, str]) -> dict[str, Bracket]:
+        """Brackets around nothing but one protected item ("Eine Frau (30) läuft"): an aside the
+        model dropped words next to ("A woman (30) on the beach."). placeholder -> its bracket."""
+        asides = {}
+        for bracket in brackets:
+            inside = text[bracket.start:bracket.end]
+            found = [p for p, original in items.items() if original == inside]
+            if len(found) == 1 and list(items.values()).count(inside) == 1:
+                asides[found[0]] = bracket
+        return asides
+
+    def _hide_symbols(self, text: str, items: dict[str, str], asides: dict | None = None
+                      ) -> tuple[str, dict[str, int]]:
         """Emoji placeholders that follow a capitalised word (in German a noun or name, which the
         emoji illustrates) taken out of the model's text: the model dropped words next to them
         ("Ein Hund 🐶 bellt." gave "A dog 🐶 ."). Elsewhere an emoji stands for a word ("ein Schild
-        mit 🎉") and stays a placeholder. -> (text, placeholder -> the source position it would
-        have had); `finish` puts each back by the attention, as a placeholder the model dropped."""
+        mit 🎉") and stays a placeholder. Asides (`_asides`) are taken out wherever they are.
+        -> (text, placeholder -> the source position it would have had); `finish` puts each back
+        by the attention, as a placeholder the model dropped."""
         cuts: dict[str, int] = {}
+        asides = asides or {}
         for placeholder, original in items.items():
             at = text.find(placeholder)
-            if at < 0 or not all(is_symbol(ch) for ch in original):
+            aside = placeholder in asides
+            if at < 0 or not (aside or (self.emoji_apart and all(is_symbol(ch) for ch in original))):
                 continue
             before, after = text[:at].rstrip(" "), text[at + len(placeholder):].lstrip(" ")
             word = before.rsplit(" ", 1)[-1]
-            if not word[:1].isupper():  # not after a noun it illustrates: a word itself ("mit 🎉")
+            if not aside and not word[:1].isupper():  # not after a noun it illustrates: a word itself ("mit 🎉")
                 continue
             joined = before + (" " if before and after and after[0].isalnum() else "") + after
             shift = len(text) - len(joined)

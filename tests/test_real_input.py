@@ -264,6 +264,11 @@ def test_brackets_come_back_around_the_translation_of_what_they_enclosed(client)
     assert bold.text.count("**") == 2 and "snow" in bold.text.split("**")[1], bold.text
     [t] = client.translate(["Ein Kind spielt (im Garten)."], return_attention=True)
     assert "(" not in "".join(t.source_tokens) and t.best.attention.shape[1] == len(t.source_tokens)
+    # a number in brackets is an aside: the model, given it, dropped the verb ("A woman (30) on the beach.")
+    ages = client.translate(["Eine Frau (30) läuft am Strand.", "Ein Mann (45) sitzt auf einer Bank."])
+    plain = client.translate(["Eine Frau läuft am Strand.", "Ein Mann sitzt auf einer Bank."])
+    for t, p, aside in zip(ages, plain, ("(30)", "(45)")):
+        assert t.text.count(aside) == 1 and t.text.replace(" " + aside, "") == p.text, t.text
 
 
 def test_guard_options_reach_the_search_and_are_validated(client):
