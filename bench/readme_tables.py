@@ -53,14 +53,17 @@ def robustness() -> str:
     for r in now["rows"]:
         lines.append("| " + " | ".join([r["variant"], str(r["texts"])] + cells(r) + cells(old.get(r["variant"]))) + " |")
     brackets, emoji = _load("robustness-test-no-brackets"), _load("robustness-test-no-emoji-apart")
-    [b] = brackets["rows"]
+    asides = _load("robustness-test-no-asides")
+    [b], [a] = brackets["rows"], asides["rows"]
     e = {r["variant"]: r for r in emoji["rows"]}
     edge, inner = e["an emoji at the start or end"], e["an emoji inside"]
     return ("\n".join(lines) + f"\n\nThe same model without the bracket rule (`--no-brackets`), a phrase in brackets: "
             f"BLEU {b['bleu']:.2f}, {b['verbatim']:.1f}% of {b['items']} bracket pairs kept, {b['degenerate']:.1f}% "
             f"degenerate; with emoji given to the model as placeholders (`--no-emoji-apart`): at the start or "
             f"end BLEU {edge['bleu']:.2f}, inside BLEU {inner['bleu']:.2f} with {inner['verbatim']:.1f}% of "
-            f"{inner['items']} emoji once.\n\n" + _source(now, before, brackets, emoji))
+            f"{inner['items']} emoji once; with a number in brackets given to the model (`--no-asides`): BLEU "
+            f"{a['bleu']:.2f} with {a['verbatim']:.1f}% of {a['items']} asides once.\n\n"
+            + _source(now, before, brackets, emoji, asides))
 
 
 def guards() -> str:

@@ -10,7 +10,8 @@ plus bench/data/fragments.tsv (two-word fragments), bench/data/protected.tsv (nu
 e-mails, names, emoji, with references), captions with such items inserted (verbatim rate only) and
 captions with a phrase in brackets (BLEU of the words; "verbatim": the brackets kept, in order,
 around something), captions with an emoji at the start or end (references with the same emoji) and
-inside (BLEU of the words; "verbatim": the emoji once in the output).
+inside (BLEU of the words; "verbatim": the emoji once in the output), and with a number in brackets
+after their second word, as in "Eine Frau (34) läuft" (the same).
 BLEU is sacreBLEU, case-insensitive. "degenerate": a word four or more times in a row, or more
 than three times as many words as the source. "verbatim": protected items found unchanged in the output.
 Writes bench/results/robustness-<split>-<name>.json; --plot saves a bar chart.
@@ -114,6 +115,13 @@ def with_inner_emoji(sources: list[str]) -> list[tuple[str, str]]:
             for i, s in enumerate(sources)]
 
 
+def with_bracketed_number(sources: list[str]) -> list[tuple[str, str]]:
+    """Captions with an age-like number in brackets after their second word ("Eine Frau (34)
+    läuft ..."): (sentence, the aside)."""
+    return [(" ".join(s.split(" ")[:2] + [f"({18 + i % 60})"] + s.split(" ")[2:]), f"({18 + i % 60})")
+            for i, s in enumerate(sources)]
+
+
 def brackets_kept(output: str) -> bool:
     """One pair of brackets, in order, around something."""
     return output.count("(") == output.count(")") == 1 and bool(re.search(r"\(\S[^()]*\)", output))
@@ -160,6 +168,7 @@ def main() -> None:
     p.add_argument("--no-names", action="store_true", help="do not protect unknown capitalised words")
     p.add_argument("--no-brackets", action="store_true", help="leave brackets to the model (see nmt/brackets.py)")
     p.add_argument("--no-emoji-apart", action="store_true", help="emoji reach the model as placeholders (see nmt/text.py)")
+    p.add_argument("--no-asides", action="store_true", help="a number alone in brackets reaches the model (see nmt/text.py)")
     p.add_argument("--only", help="comma-separated variants to run (default: all)")
     p.add_argument("--plot", help="save a bar chart here")
     args = p.parse_args()
@@ -181,6 +190,8 @@ def main() -> None:
         processor.brackets = False
     if args.no_emoji_apart:
         processor.emoji_apart = False
+    if args.no_asides:
+        processor.asides = False
     options = SearchOptions(beam_size=args.beam, max_length=200, max_length_factor=args.length_factor,
                             no_repeat_ngram_size=args.no_repeat_ngram,
                             repetition_penalty=args.repetition_penalty,
@@ -205,6 +216,7 @@ def main() -> None:
         "a phrase in brackets": with_brackets(src, ref),
         "an emoji at the start or end": with_edge_emoji(src, ref),
         "an emoji inside": ([s for s, _ in with_inner_emoji(src)], ref),
+        "a number in brackets inside": ([s for s, _ in with_bracketed_number(src)], ref),
     }
     inserted = with_items(src)
     wanted = set(args.only.split(",")) if args.only else None
@@ -216,10 +228,10 @@ def main() -> None:
         if variant == "a phrase in brackets":  # BLEU of the words, brackets counted apart
             kept = sum(map(brackets_kept, outputs))
             outputs = [re.sub(r"\s+", " ", o.replace("(", " ").replace(")", " ")).strip() for o in outputs]
-        if variant == "an emoji inside":  # BLEU of the words, the emoji counted apart
-            emoji = [e for _, e in with_inner_emoji(src)]
-            kept = sum(o.count(e) == 1 for o, e in zip(outputs, emoji))
-            outputs = [" ".join(o.replace(e, " ").split()) for o, e in zip(outputs, emoji)]
+        if variant in ("an emoji inside", "a number in brackets inside"):  # BLEU of the words, the insert counted apart
+            inserts = [e for _, e in (with_inner_emoji(src) if variant == "an emoji inside" else with_bracketed_number(src))]
+            kept = sum(o.count(e) == 1 for o, e in zip(outputs, inserts))
+            outputs = [" ".join(o.replace(e, " ").split()) for o, e in zip(outputs, inserts)]
         row = {"variant": variant, "texts": len(sources),
                "bleu": round(sacrebleu.corpus_bleu(outputs, [refs], lowercase=True).score, 2),
                "degenerate": round(100 * sum(map(degenerate, sources, outputs)) / len(sources), 2)}
@@ -228,9 +240,10 @@ def main() -> None:
             total = sum(len(i) for i, _ in items)
             row["verbatim"] = round(100 * sum(x in o for i, o in items for x in i) / max(total, 1), 2)
             row["items"] = total
-        if variant in ("a phrase in brackets", "an emoji inside"):
+        if variant in ("a phrase in brackets", "an emoji inside", "a number in brackets inside"):
             row["verbatim"], row["items"] = round(100 * kept / len(sources), 2), len(sources)
-            row["unit"] = "bracket pairs" if variant == "a phrase in brackets" else "emoji, once"
+            row["unit"] = {"a phrase in brackets": "bracket pairs", "an emoji inside": "emoji, once"}.get(
+                variant, "asides, once")
         if variant == "three sentences per text":
             singles = [t.text for t in translate_texts(engine, processor, src[:triples], options)]
             joined = [" ".join(singles[i:i + 3]) for i in range(0, triples, 3)]

@@ -183,6 +183,7 @@ class TextProcessor:
         self.segment = True
         self.brackets = True  # take brackets out and put them back (nmt/brackets.py)
         self.emoji_apart = True  # emoji out of the model's way: at the edges as typed, inside by attention
+        self.asides = True  # a protected item alone in brackets ("Eine Frau (30)") out of the model's way too
         self.source, self.target, self.language = source, target, language
         self.forms = {w.lower(): w for w in word_forms or () if w}
         self.protect_names = bool(self.forms)
@@ -277,7 +278,7 @@ class TextProcessor:
             protected = protect(model_text, self._is_name if self.protect_names else None,
                                 self._can_encode)
             model_text, items = protected.text, protected.items
-            asides = self._asides(align_source or model_text, brackets, items)
+            asides = self._asides(align_source or model_text, brackets, items) if self.asides else {}
             if self.emoji_apart or asides:
                 model_text, hidden = self._hide_symbols(model_text, items, asides)
             for placeholder, bracket in asides.items():  # put back with its brackets, as typed
