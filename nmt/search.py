@@ -143,6 +143,10 @@ class BatchSearch:
         # Per row: attention received by each source position so far (coverage penalty).
         self.coverage = np.zeros((0, 0), np.float32)
         self._finished: dict[int, list[Hypothesis]] = {}
+        # Requests in flight that need the general ranking (beam > 1, a guard on): with none, a
+        # step takes the greedy shortcut. And those whose score reads `coverage`.
+        self._general = 0
+        self._covering = 0
 
     def __len__(self) -> int:
         """Rows in flight (live hypotheses)."""
@@ -181,6 +185,7 @@ class BatchSearch:
         return np.array([self._free.pop() for _ in range(count)], np.int64)
 
     def _release(self, slot: int) -> None:
+        self._count(self.requests[slot].options, -1)
         del self.requests[slot]
         del self._finished[slot]
         self._free.append(slot)
@@ -191,6 +196,7 @@ class BatchSearch:
             return
         slots = self._slots_for(len(requests))
         for slot, request in zip(slots.tolist(), requests):
+            self._count(request.options, +1)
             self.requests[slot] = request
             self._finished[slot] = []
             o = request.options
@@ -220,6 +226,11 @@ class BatchSearch:
             attn[: len(old), :, : old.shape[2]] = old
         self.attn_history = attn
 
+    def _count(self, o: SearchOptions, change: int) -> None:
+        general = o.beam_size > 1 or o.no_repeat_ngram_size > 0 or o.repetition_penalty != 1.0
+        self._general += change * general
+        self._covering += change * (o.coverage_penalty > 0)
+
     def remove(self, requests: list[SearchRequest]) -> None:
         """Drop requests (cancelled, deadline passed) together with all their rows."""
         targets = set(requests)  # identity: requests compare by object (eq=False)
@@ -237,14 +248,16 @@ class BatchSearch:
         """Run one decoder step for every row; return the requests that finished in it."""
         if not len(self):
             return []
+        if self.fast_greedy and not self._general:  # all greedy, no guard: one row per request, no ranking
+            self.state = self.engine.prepare(self.state)
+            top_lp, top_ids, attention, self.state = self.engine.step(self.row_last, self.state, 2)
+            return self._advance_greedy(top_lp, top_ids, attention)
         beam = self._beam[self.row_slot]
         banned, penalized, extra = self._guards()
         k = int(beam.max()) + 1 + extra
         self.state = self.engine.prepare(self.state)
         top_lp, top_ids, attention, new_state = self.engine.step(self.row_last, self.state, k)
         self.state = new_state
-        if k == 2 and self.fast_greedy:  # all greedy, no guard: one row per request, no ranking
-            return self._advance_greedy(top_lp, top_ids, attention)
         lp = top_lp.astype(np.float64)
         if penalized is not None:
             hit = _row_isin(top_ids, penalized)
@@ -297,17 +310,26 @@ class BatchSearch:
     def _advance_greedy(self, top_lp, top_ids, attention) -> list[SearchRequest]:
         """`advance` for greedy rows: the best candidate of each row, the end of sentence masked
         while a row is shorter than its min_length. Same results as the general ranking (tested),
-        a quarter of its numpy calls: at batch 1 the bookkeeping is a third of a step."""
-        lp = top_lp.astype(np.float64)
-        lp[(self.row_len < self._min_len[self.row_slot])[:, None] & (top_ids == self.eos)] = -np.inf
-        best = np.argmax(lp, axis=1)
-        rows = np.arange(len(self))
-        token = top_ids[rows, best].astype(np.int64)
-        score = self.row_score + lp[rows, best]
+        a quarter of its numpy calls: at batch 1 the bookkeeping is a third of a step. A step
+        where no row ends (most of them) moves no row: `_extend` appends in place of `_keep_rows`."""
+        short = self.row_len < self._min_len[self.row_slot]
+        if short.any():
+            lp = top_lp.astype(np.float64)
+            lp[short[:, None] & (top_ids == self.eos)] = -np.inf
+            best = np.argmax(lp, axis=1)
+            rows = np.arange(len(self))
+            token, step_lp = top_ids[rows, best], lp[rows, best]
+        else:  # the engine's top-k is sorted: the best is the first
+            token, step_lp = top_ids[:, 0], top_lp[:, 0].astype(np.float64)
+        token = token.astype(np.int64)
+        score = self.row_score + step_lp
         valid = np.isfinite(score)
         ended = valid & (token == self.eos)
         alive = valid & ~ended
         at_max = alive & (self.row_len + 1 >= self._max_len[self.row_slot])
+        if alive.all() and not at_max.any():
+            self._extend(token, score, attention)
+            return []
         for i in np.flatnonzero(ended | at_max).tolist():
             self._finish(i, token[i], score[i], bool(ended[i]), attention)
         keep = np.flatnonzero(alive & ~at_max)
@@ -384,6 +406,19 @@ class BatchSearch:
         self.attn_history = attn_history[:, :, :width_now] if tracking else attn_history[:, :, :0]
         if not len(rows):
             self.state = {}
+
+    def _extend(self, last, score, attention) -> None:
+        """Every row lives on with one more token: `_keep_rows` for the same rows in the same
+        order, without its gathers (the state stays as the step returned it)."""
+        self.row_last, self.row_score = last, score
+        self.row_len = self.row_len + 1
+        self.history = np.concatenate([self.history, last[:, None]], axis=1)
+        if self._covering:  # only rows with a coverage penalty read it: others may keep stale sums
+            self.coverage = self.coverage + attention
+        if self.attn_history.shape[2]:
+            self.attn_history = np.concatenate([self.attn_history, attention[:, None, :]], axis=1)
+        else:
+            self.attn_history = np.empty((len(last), self.history.shape[1], 0), np.float32)
 
     def _finish(self, row, token, log_prob, with_eos, attention) -> None:
         slot = int(self.row_slot[row])

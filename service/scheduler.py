@@ -204,7 +204,7 @@ class Scheduler:
         longest source in the batch), counting each request at its beam size. Static mode takes
         a batch only when the previous one is done. A job alone is always taken (it could never
         fit otherwise; its own limits are checked at the door)."""
-        if self.cfg.kind == "static" and len(self.search):
+        if not self._queue or (self.cfg.kind == "static" and len(self.search)):
             return []
         requests = list(self.search.requests.values())
         rows = sum(r.options.beam_size for r in requests)

@@ -224,12 +224,14 @@ def test_attention_rows_are_those_of_the_steps_that_produced_each_token(beam):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_greedy_shortcut_gives_what_the_general_ranking_gives(seed):
-    """Mixed lengths, min/max lengths, attention and requests joining mid-flight: the greedy
-    shortcut and the general beam bookkeeping produce the same hypotheses, scores and attention."""
+    """Mixed lengths, min/max lengths, attention, coverage penalties and requests joining
+    mid-flight: the greedy shortcut and the general beam bookkeeping produce the same hypotheses,
+    scores and attention."""
     rng = np.random.default_rng(seed)
     sources = [list(rng.integers(4, 40, rng.integers(1, 9))) for _ in range(12)]
     options = [SearchOptions(min_length=int(rng.integers(0, 4)), max_length=int(rng.integers(4, 12)),
-                             return_attention=bool(i % 2), length_penalty=float(rng.choice([0.0, 1.0])))
+                             return_attention=bool(i % 2), length_penalty=float(rng.choice([0.0, 1.0])),
+                             coverage_penalty=float(rng.choice([0.0, 0.0, 0.4])))
                for i in range(12)]
     results = []
     for fast in (True, False):
