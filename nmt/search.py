@@ -277,7 +277,10 @@ class BatchSearch:
         cand_row = np.repeat(np.arange(n), k)
         cand_tok = top_ids.ravel().astype(np.int64)
         cand_slot = self.row_slot[cand_row]
-        order = np.lexsort((-cand, cand_slot))  # by request, best first
+        # by request, best first; requests stay in the order of their rows (the order they came in),
+        # so rows keep their places in the engine's buffers until a request before them leaves
+        row_request = np.r_[0, np.cumsum(self.row_slot[1:] != self.row_slot[:-1])]
+        order = np.lexsort((-cand, row_request[cand_row]))
         cand, cand_row, cand_tok, cand_slot = cand[order], cand_row[order], cand_tok[order], cand_slot[order]
         starts = np.flatnonzero(np.r_[True, cand_slot[1:] != cand_slot[:-1]])
         sizes = np.diff(np.r_[starts, len(cand)])
@@ -304,6 +307,7 @@ class BatchSearch:
             self._release(slot)
         if done_slots:
             keep = keep[~np.isin(cand_slot[keep], done_slots)]
+            keep = keep[self._holes_filled_by_requests(cand_slot[keep])]
         self._keep_rows(cand_row[keep], cand_tok[keep], cand[keep], cand_row[keep], attention)
         return done
 
@@ -332,7 +336,7 @@ class BatchSearch:
             return []
         for i in np.flatnonzero(ended | at_max).tolist():
             self._finish(i, token[i], score[i], bool(ended[i]), attention)
-        keep = np.flatnonzero(alive & ~at_max)
+        keep = _holes_filled(alive & ~at_max)
         leaving = set(self.row_slot[np.flatnonzero(~(alive & ~at_max))].tolist())
         done_slots = [slot for slot in self.requests if slot in leaving]
         done = [self._complete(slot) for slot in done_slots]
@@ -375,11 +379,45 @@ class BatchSearch:
             extra += int((banned >= 0).sum(axis=1).max())
         return banned, penalized, extra
 
+    def _holes_filled_by_requests(self, kept_slots: np.ndarray) -> np.ndarray:
+        """An order of the kept rows (grouped by request, requests in the order of their rows) in
+        which a request that left has its place taken by the last request whose rows fit it exactly,
+        instead of every request after it moving up: the engine then moves the rows of one request
+        (`_holes_filled` for whole requests)."""
+        starts = np.flatnonzero(np.r_[True, self.row_slot[1:] != self.row_slot[:-1]])
+        old = list(zip(self.row_slot[starts].tolist(), np.diff(np.r_[starts, len(self)]).tolist()))
+        slots, sizes = np.unique(kept_slots, return_counts=True)
+        new_size = dict(zip(slots.tolist(), sizes.tolist()))
+        survivors = [slot for slot, _ in old if slot in new_size]
+        order, placed, last = [], set(), len(survivors) - 1
+        for slot, size in old:
+            if slot in placed:
+                continue
+            if slot in new_size:
+                order.append(slot)
+                placed.add(slot)
+                continue
+            while last >= 0 and survivors[last] in placed:
+                last -= 1
+            if last >= 0 and new_size[survivors[last]] == size:
+                order.append(survivors[last])
+                placed.add(survivors[last])
+        order += [slot for slot in survivors if slot not in placed]
+        rank = np.zeros(self.capacity, np.int64)
+        rank[order] = np.arange(len(order))
+        return np.argsort(rank[kept_slots], kind="stable")
+
     def _keep_rows(self, rows, last, score, parents, attention) -> None:
         """Make `rows` the new rows; when `parents` is given, each appends `last` to its history."""
-        same_layout = np.array_equal(self.row_slot[rows], self.row_slot)
-        self.state = self.engine.reorder(self.state, rows, decoder_only=same_layout) if len(rows) else {}
-        self.row_slot = self.row_slot[rows]
+        slots = self.row_slot[rows]
+        same_layout = np.array_equal(slots, self.row_slot)
+        # a new row takes the sentence entries of its own place when the same request was there
+        m = min(len(rows), len(self.row_slot))
+        sentence_rows = np.array(rows)
+        stays = np.flatnonzero(slots[:m] == self.row_slot[:m])
+        sentence_rows[stays] = stays
+        self.state = self.engine.reorder(self.state, rows, sentence_rows) if len(rows) else {}
+        self.row_slot = slots
         self.row_score = np.asarray(score, np.float64)
         self.row_last = np.asarray(last, np.int64)
         history = self.history[rows]
@@ -447,6 +485,17 @@ class BatchSearch:
         request.hypotheses = ranked[: request.options.num_hypotheses]
         request.done = True
         return request
+
+
+def _holes_filled(staying: np.ndarray) -> np.ndarray:
+    """The rows that stay, each in its place, the places of the rows that leave taken by the
+    last rows that stay: only those move in the engine's buffers (greedy rows need no order)."""
+    n = int(staying.sum())
+    rows = np.arange(n)
+    holes = np.flatnonzero(~staying[:n])
+    if len(holes):
+        rows[holes] = n + np.flatnonzero(staying[n:])
+    return rows
 
 
 def _row_isin(ids: np.ndarray, sets: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nmt.search import BatchSearch, SearchOptions, SearchRequest, length_penalty, translate_batch
-from tests.tiny import TinyEngine
+from tests.tiny import SourceEngine, TinyEngine
 
 
 def reference_greedy(engine, src, max_length):
@@ -110,6 +110,30 @@ def test_results_do_not_depend_on_company_or_arrival_time():
     for i, got in enumerate(together):
         # the same request admitted at step 0 with different company
         assert got == run_continuous(engine, [0] * (i + 1))[i]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_row_reads_its_own_source_however_rows_move(seed):
+    """Requests of different sources and beams join and leave at different steps; rows are
+    re-parented, filled into the places of departed requests and moved in the engine's buffers:
+    each request still decodes exactly what it decodes alone."""
+    rng = np.random.default_rng(seed)
+    engine = SourceEngine(seed)
+    sources = [list(rng.integers(4, 40, rng.integers(1, 8))) for _ in range(14)]
+    options = [SearchOptions(beam_size=int(rng.integers(1, 5)), max_length=int(rng.integers(2, 9)),
+                             num_hypotheses=1) for _ in sources]
+    arrivals = sorted(rng.integers(0, 10, len(sources)).tolist())
+    search, requests, step = BatchSearch(engine), [], 0
+    while len(requests) < len(sources) or len(search):
+        new = [SearchRequest(sources[i], options[i]) for i, at in enumerate(arrivals) if at == step]
+        search.admit(new)
+        requests += new
+        search.advance()
+        step += 1
+    for request, src, opts in zip(requests, sources, options):
+        [alone] = translate_batch(engine, [src], opts)
+        assert [h.token_ids for h in request.hypotheses] == [h.token_ids for h in alone]
+        assert [h.score for h in request.hypotheses] == pytest.approx([h.score for h in alone])
 
 
 def test_removed_request_frees_its_rows():

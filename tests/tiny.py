@@ -81,6 +81,24 @@ class TinyEngine(RecurrentState):
         return logits - np.log(np.exp(logits).sum())
 
 
+class SourceEngine(TinyEngine):
+    """TinyEngine whose next-token table also depends on the source, read from each row's encoder
+    memory at every step: a row that saw another sentence's memory would decode differently."""
+
+    def encode(self, src_ids: np.ndarray, src_lengths: np.ndarray) -> dict[str, np.ndarray]:
+        state = super().encode(src_ids, src_lengths)
+        state["memory"] = (src_ids * state["mask"])[..., None].astype(np.float32)
+        return state
+
+    def step(self, prev_ids, state, k):
+        source = state["memory"][:, :, 0].astype(np.int64) @ (7 ** np.arange(state["memory"].shape[1]) % 1009)
+        code = np.where(prev_ids == self.bos_id, 0, state["code"] * 5 + prev_ids + 1)
+        lp = np.stack([self._from_code(int(c) * 1013 + int(s)) for c, s in zip(code, source)]).astype(np.float32)
+        top = np.argsort(-lp, axis=1, kind="stable")[:, :k]
+        attn = state["mask"] / state["mask"].sum(1, keepdims=True)
+        return np.take_along_axis(lp, top, 1), top, attn.astype(np.float32), {**state, "code": code}
+
+
 class LengthEngine(RecurrentState):
     """An engine whose output length you control: a sentence whose first source id is n yields
     n tokens (id 5) then EOS. `delay` seconds per step make batches take measurable time."""
