@@ -8,6 +8,7 @@ decoder.onnx  prev_ids int64 (N,), k int64 (1,), hidden, feed [, cell], memory, 
 The decoder ends in a TopK node with k as an input: the search needs the k best tokens per row,
 and sorting the whole vocabulary in numpy would cost as much as the step itself.
 Batch (B, N) and source length (S) are dynamic; batch is axis 0 of every state tensor.
+The decoder step is traced from PyTorch; the encoder is written node by node (`encoder_graph`).
 """
 
 from __future__ import annotations
@@ -20,20 +21,11 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from export.encoder_graph import encoder_model
 from training.model import Seq2Seq
 from training.onnx_names import decoder_state_names
 
 OPSET = 18
-
-
-class EncoderGraph(torch.nn.Module):
-    def __init__(self, model: Seq2Seq) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, src_ids, src_lengths):
-        state = self.model.encode(src_ids, src_lengths, packed=False)  # packed sequences do not export
-        return tuple(state[name] for name in encoder_outputs(self.model))
 
 
 class DecoderGraph(torch.nn.Module):
@@ -52,10 +44,6 @@ def decoder_state(model: Seq2Seq) -> list[str]:
     return decoder_state_names(model.cfg.to_dict())
 
 
-def encoder_outputs(model: Seq2Seq) -> list[str]:
-    return ["memory", "keys", "mask"] + decoder_state(model)
-
-
 def _export(module, args, path: Path, input_names, output_names, dynamic_axes) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -69,14 +57,9 @@ def export_graphs(model: Seq2Seq, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     src = torch.tensor([[5, 6, 7, 8, 9], [5, 6, 7, 0, 0]])
     lengths = torch.tensor([5, 3])
-    enc_names = encoder_outputs(model)
-    batch_src = {0: "batch", 1: "src_len"}
-    enc_axes = {"src_ids": batch_src, "src_lengths": {0: "batch"}}
-    enc_axes.update({n: batch_src if n in ("memory", "keys", "mask") else {0: "batch"} for n in enc_names})
     paths = {"encoder": out_dir / "encoder.onnx", "decoder": out_dir / "decoder.onnx"}
+    onnx.save(encoder_model(model, OPSET), str(paths["encoder"]))
     with torch.no_grad():
-        _export(EncoderGraph(model), (src, lengths), paths["encoder"], ["src_ids", "src_lengths"],
-                enc_names, enc_axes)
         state = model.encode(src, lengths, packed=False)
         names = decoder_state(model)
         inputs = ["prev_ids"] + names + ["memory", "keys", "mask"]

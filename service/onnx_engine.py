@@ -50,6 +50,13 @@ def session_options() -> ort.SessionOptions:
     return options
 
 
+def inference_session(model: bytes | str, threads: int = 0) -> ort.InferenceSession:
+    """A CPU session as the service runs it, on the process-wide pool (created with `threads` if
+    none exists yet; 0: ONNX Runtime's default)."""
+    _global_pool(threads)
+    return ort.InferenceSession(model, session_options(), providers=["CPUExecutionProvider"])
+
+
 def _check_signature(session: ort.InferenceSession, spec: dict, file: str) -> None:
     for kind, actual in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
         got = [(a.name, a.type) for a in actual]
@@ -101,8 +108,7 @@ class OnnxEngine(RecurrentState):
             model = self._graph(self.bundle.manifest["graphs"]["decoder"])
             model = model if isinstance(model, onnx.ModelProto) else onnx.load(model)
             model, self._out_weight, self._out_bias = shortlist_decoder(model)
-            self.shortlist_decoder = ort.InferenceSession(model.SerializeToString(), session_options(),
-                                                          providers=["CPUExecutionProvider"])
+            self.shortlist_decoder = inference_session(model.SerializeToString())
         return self.shortlist_decoder
 
     def _session(self, spec: dict) -> ort.InferenceSession:
@@ -111,7 +117,7 @@ class OnnxEngine(RecurrentState):
             graph = self._graph(spec)
             if isinstance(graph, onnx.ModelProto):
                 graph = graph.SerializeToString()
-            session = ort.InferenceSession(graph, session_options(), providers=["CPUExecutionProvider"])
+            session = inference_session(graph)
         except Exception as e:  # onnxruntime raises its own exception types
             raise BundleError(f"{path}: ONNX Runtime cannot load it ({e})") from None
         _check_signature(session, spec, str(path))

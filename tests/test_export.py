@@ -142,3 +142,37 @@ def test_int8_export_of_a_fresh_model_loads_and_translates(tiny_checkpoint, tmp_
     assert (out / "decoder.onnx").stat().st_size < (tiny_checkpoint[0] / "best.pt").stat().st_size
     [hyps] = translate_batch(OnnxEngine(bundle), [[5, 6, 7]], SearchOptions(beam_size=2, max_length=10))
     assert hyps and all(isinstance(t, int) for t in hyps[0].token_ids)
+
+
+@pytest.mark.parametrize("rnn_type,layers,attention", [("gru", 1, "additive"), ("lstm", 2, "general"),
+                                                       ("gru", 2, "dot")])
+def test_encoder_graph_gives_what_the_pytorch_encoder_gives(rnn_type, layers, attention):
+    """The encoder written node by node (ONNX's bidirectional RNN with the sentence lengths) gives
+    the PyTorch encoder's states, as trained (packed sequences), for every sentence of a padded
+    batch, and zeros beyond each sentence."""
+    import torch
+
+    from export.encoder_graph import encoder_model
+    from service.onnx_engine import inference_session
+    from training.model import ModelConfig, Seq2Seq
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(src_vocab_size=50, tgt_vocab_size=40, rnn_type=rnn_type, emb_size=12, encoder_hidden=8,
+                      encoder_layers=layers, decoder_hidden=16, attention=attention, attention_size=10,
+                      output_size=14)
+    model = Seq2Seq(cfg).eval()
+    session = inference_session(encoder_model(model, 18).SerializeToString())
+    lengths = np.array([5, 1, 3, 7], np.int64)
+    src = np.where(np.arange(7)[None, :] < lengths[:, None], np.random.default_rng(0).integers(4, 50, (4, 7)), 0)
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"src_ids": src, "src_lengths": lengths})))
+    with torch.no_grad():
+        want = {k: v.numpy() for k, v in model.encode(torch.from_numpy(src), torch.from_numpy(lengths)).items()}
+    assert list(got) == list(want)
+    mask = want["mask"]
+    np.testing.assert_array_equal(got["mask"], mask)
+    for name in want:
+        if name in ("memory", "keys"):
+            np.testing.assert_allclose(got[name][mask], want[name][mask], atol=1e-5, err_msg=name)
+            assert not got[name][~mask].any()
+        elif name != "mask":
+            np.testing.assert_allclose(got[name], want[name], atol=1e-5, err_msg=name)
