@@ -106,6 +106,21 @@ class SearchRequest:
         return len(self.src_ids)
 
 
+def encoding_groups(requests: list[SearchRequest], size: int = 8, call_cost: int = 30) -> list[list[SearchRequest]]:
+    """How to encode sentences admitted together: an encoder call pads every sentence to its
+    longest, so many sentences of mixed lengths go in groups of `size` sorted by length, when that
+    saves more padded positions than `call_cost` per extra call (the fixed cost of a call, in
+    positions: 32 test sentences in arrival order took 6.7 ms in one call, 4.5 ms in four).
+    Sentences sorted already (`translate_batch`) stay one call."""
+    if len(requests) < 2 * size:
+        return [requests]
+    ordered = sorted(requests, key=lambda r: r.src_length)
+    groups = [ordered[i:i + size] for i in range(0, len(ordered), size)]
+    padded = len(requests) * max(r.src_length for r in requests)
+    saved = padded - sum(len(g) * g[-1].src_length for g in groups)
+    return groups if saved > call_cost * (len(groups) - 1) else [requests]
+
+
 def length_penalty(length: np.ndarray | int, alpha: np.ndarray | float) -> np.ndarray:
     return ((5.0 + np.asarray(length, dtype=np.float64)) / 6.0) ** np.asarray(alpha)
 
@@ -162,15 +177,18 @@ class BatchSearch:
         return len(self._beam)
 
     def admit(self, requests: list[SearchRequest]) -> None:
-        """Encode the requests' sources together (padded to the longest) and add their rows.
+        """Encode the requests' sources (`encoding_groups`) and add their rows.
         If the engine fails, nothing is added and the exception propagates."""
         requests = [r for r in requests if r.src_ids]
         if not requests:
             return
-        ids, lengths = pad_batch([r.src_ids for r in requests])
-        short = np.array([r.options.use_shortlist for r in requests])
-        state = self.engine.encode(ids, lengths, short) if short.any() else self.engine.encode(ids, lengths)
-        self._add(requests, state)
+        groups = encoding_groups(requests)
+        states = []
+        for group in groups:
+            ids, lengths = pad_batch([r.src_ids for r in group])
+            short = np.array([r.options.use_shortlist for r in group])
+            states.append(self.engine.encode(ids, lengths, short) if short.any() else self.engine.encode(ids, lengths))
+        self._add([r for g in groups for r in g], states[0] if len(states) == 1 else self.engine.merge(states))
 
     def _slots_for(self, count: int) -> np.ndarray:
         """Free slots for `count` new requests; the per-slot arrays double when none are left."""

@@ -5,7 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from nmt.search import BatchSearch, SearchOptions, SearchRequest, length_penalty, translate_batch
+from nmt.search import (BatchSearch, SearchOptions, SearchRequest, encoding_groups, length_penalty,
+                        translate_batch)
 from tests.tiny import SourceEngine, TinyEngine
 
 
@@ -134,6 +135,25 @@ def test_every_row_reads_its_own_source_however_rows_move(seed):
         [alone] = translate_batch(engine, [src], opts)
         assert [h.token_ids for h in request.hypotheses] == [h.token_ids for h in alone]
         assert [h.score for h in request.hypotheses] == pytest.approx([h.score for h in alone])
+
+
+def test_many_sentences_of_mixed_lengths_are_encoded_in_sorted_groups_and_decode_as_alone():
+    rng = np.random.default_rng(3)
+    mixed = [SearchRequest(list(rng.integers(4, 40, n)), SearchOptions(beam_size=2, max_length=6))
+             for n in rng.integers(1, 30, 24)]
+    groups = encoding_groups(mixed)
+    assert len(groups) == 3 and sorted(map(id, sum(groups, []))) == sorted(map(id, mixed))
+    assert all(a.src_length <= b.src_length for a, b in zip(sum(groups, [])[:-1], sum(groups, [])[1:]))
+    similar = [SearchRequest([5] * 12) for _ in range(24)]  # nothing to gain: one call
+    assert encoding_groups(similar) == [similar] and encoding_groups(mixed[:10]) == [mixed[:10]]
+    engine = SourceEngine(3)
+    search = BatchSearch(engine)
+    search.admit(mixed)
+    while len(search):
+        search.advance()
+    for request in mixed:
+        [alone] = translate_batch(engine, [request.src_ids], request.options)
+        assert [h.token_ids for h in request.hypotheses] == [h.token_ids for h in alone]
 
 
 def test_removed_request_frees_its_rows():
