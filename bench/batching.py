@@ -2,7 +2,7 @@
 32 client threads each submitting one sentence at a time (as `serve_bench.py`'s clients do over
 gRPC), against the engine alone translating the same sentences in batches of 32. Separates what
 the scheduler costs from what the server's front costs (`serve_bench.py` has the served rates),
-and says where the scheduler's time went (from its own metrics): sentences per encoder call,
+and says where the scheduler's time went (from its own metrics): sentences admitted together,
 encoding (with merging the new rows into the batch) per sentence, decoder rows and time per step.
 
     python bench/batching.py [--bundle models/demo-de-en] [--sentences 256] [--repeats 7]
@@ -128,7 +128,7 @@ def main() -> None:
     print("\n| beam | configuration | sentences/s | vs the engine alone | outputs identical |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['beam']} | {r['config']} | {r['per_s']:.1f} | {r['vs_engine']:.0%} | {'yes' if r['identical'] else 'no'} |")
-    print("\n| beam | scheduler | sentences per encoder call | encode + merge, us per sentence | rows per step | us per step |")
+    print("\n| beam | scheduler | sentences admitted together | encode + merge, us per sentence | rows per step | us per step |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         if "rows_per_step" in r:

@@ -241,7 +241,7 @@ def shortlist() -> str:
 
 def batching() -> str:
     r = _load("batching")
-    lines = ["| beam | configuration | sentences/s | vs the engine alone | sentences per encoder call "
+    lines = ["| beam | configuration | sentences/s | vs the engine alone | sentences admitted together "
              "| encode + merge, us per sentence | rows per step | us per step |", "|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
         detail = (f"{row['sentences_per_encode']:.1f} | {row['encode_us_per_sentence']:.0f} | {row['rows_per_step']:.1f} "
