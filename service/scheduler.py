@@ -15,19 +15,20 @@ Guarantees an operator relies on:
   batch it hit and the scheduler carries on; `max_failures` failures in a row report unhealthy;
 - a cancelled or expired job leaves the queue at once and stops counting toward `max_queue`;
 - memory is bounded by the budgets, in both modes: decoder rows (`max_rows`) and padded source
-  positions, rows x longest source in the batch (`max_tokens`); nothing grows with the number of
-  requests served (BatchSearch recycles its slots, the in-flight jobs are the search's requests).
+  positions, rows x longest source in the batch (`max_tokens`; the engine's source buffers keep
+  half as many rows again spare, at least 32); nothing grows with the number of requests served
+  (BatchSearch recycles its slots, the in-flight jobs are the search's requests).
 
-Cost of continuity: every admission or retirement changes the row layout. The engine defers the
-copy of the large source-side state (memory, keys) until the next step or admission and then
-makes it once (`nmt.engine.RecurrentState`). With beam search those arrays are per row, so an
-admission between steps still copies the whole batch's: continuous batching copies at every
-admission where static batching copies once per batch, and sentences arriving one or two at a
-time are encoded one or two at a time (bench/batching.py: encoding and merging cost a beam-5
-sentence about five times what it costs in a static batch). Tried ad hoc and not kept: keeping
-those arrays in place (free slots, a permuted feed) and admitting arrivals in groups (both within
-the machine's noise), and a lane of its own for long sentences, stepped every 2nd or 4th step
-(served, one request in four long: the others' p50 better, their p99 and the throughput worse).
+Cost of continuity: every admission or retirement changes the row layout. The engine keeps the
+large source-side state (memory, keys) in buffers with spare rows and writes only the rows that
+move (`nmt.engine.RecurrentState`): joining sentences go into the spare rows, and the search gives
+a departed request's place to the last request whose rows fit it, so an admission no longer copies
+the whole batch (with beam search those arrays are one copy per beam, megabytes a step). Sentences
+arriving one or two at a time are still encoded one or two at a time, which costs a sentence about
+twice what a sorted static batch pays (bench/batching.py). Tried ad hoc and not kept: admitting
+arrivals in groups (within the machine's noise; the encoder gains little from batches of a few),
+and a lane of its own for long sentences, stepped every 2nd or 4th step (served, one request in
+four long: the others' p50 better, their p99 and the throughput worse).
 """
 
 from __future__ import annotations
