@@ -164,7 +164,8 @@ def test_encoder_graph_gives_what_the_pytorch_encoder_gives(rnn_type, layers, at
     session = inference_session(encoder_model(model, 18).SerializeToString())
     lengths = np.array([5, 1, 3, 7], np.int64)
     src = np.where(np.arange(7)[None, :] < lengths[:, None], np.random.default_rng(0).integers(4, 50, (4, 7)), 0)
-    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"src_ids": src, "src_lengths": lengths})))
+    outputs = session.run(None, {"src_ids": src, "src_lengths": lengths})
+    got = dict(zip([o.name for o in session.get_outputs()], outputs))
     with torch.no_grad():
         want = {k: v.numpy() for k, v in model.encode(torch.from_numpy(src), torch.from_numpy(lengths)).items()}
     assert list(got) == list(want)
