@@ -53,8 +53,8 @@ def robustness() -> str:
     for r in now["rows"]:
         lines.append("| " + " | ".join([r["variant"], str(r["texts"])] + cells(r) + cells(old.get(r["variant"]))) + " |")
     brackets, emoji = _load("robustness-test-no-brackets"), _load("robustness-test-no-emoji-apart")
-    asides = _load("robustness-test-no-asides")
-    [b], [a] = brackets["rows"], asides["rows"]
+    asides, quotes = _load("robustness-test-no-asides"), _load("robustness-test-no-quotations")
+    [b], [a], [q] = brackets["rows"], asides["rows"], quotes["rows"]
     e = {r["variant"]: r for r in emoji["rows"]}
     edge, inner = e["an emoji at the start or end"], e["an emoji inside"]
     return ("\n".join(lines) + f"\n\nThe same model without the bracket rule (`--no-brackets`), a phrase in brackets: "
@@ -62,8 +62,9 @@ def robustness() -> str:
             f"degenerate; with emoji given to the model as placeholders (`--no-emoji-apart`): at the start or "
             f"end BLEU {edge['bleu']:.2f}, inside BLEU {inner['bleu']:.2f} with {inner['verbatim']:.1f}% of "
             f"{inner['items']} emoji once; with a number in brackets given to the model (`--no-asides`): BLEU "
-            f"{a['bleu']:.2f} with {a['verbatim']:.1f}% of {a['items']} asides once.\n\n"
-            + _source(now, before, brackets, emoji, asides))
+            f"{a['bleu']:.2f} with {a['verbatim']:.1f}% of {a['items']} asides once; with quotations given to the "
+            f"model (`--no-quotations`): BLEU {q['bleu']:.2f} with {q['verbatim']:.1f}% of {q['items']} quotations "
+            f"in quotes.\n\n" + _source(now, before, brackets, emoji, asides, quotes))
 
 
 def guards() -> str:

@@ -11,7 +11,8 @@ e-mails, names, emoji, with references), captions with such items inserted (verb
 captions with a phrase in brackets (BLEU of the words; "verbatim": the brackets kept, in order,
 around something), captions with an emoji at the start or end (references with the same emoji) and
 inside (BLEU of the words; "verbatim": the emoji once in the output), and with a number in brackets
-after their second word, as in "Eine Frau (34) läuft" (the same).
+after their second word, as in "Eine Frau (34) läuft" (the same), and the test and val captions
+with quotation marks ("verbatim": the quoted text as typed between a pair of quotes).
 BLEU is sacreBLEU, case-insensitive. "degenerate": a word four or more times in a row, or more
 than three times as many words as the source. "verbatim": protected items found unchanged in the output.
 Writes bench/results/robustness-<split>-<name>.json; --plot saves a bar chart.
@@ -122,6 +123,15 @@ def with_bracketed_number(sources: list[str]) -> list[tuple[str, str]]:
             for i, s in enumerate(sources)]
 
 
+def quoted_captions() -> tuple[list[str], list[str]]:
+    """The Multi30k test and val captions with quotation marks (names, what a sign says), with
+    their references."""
+    pairs = [(s, r) for split in ("test_2016_flickr", "val")
+             for s, r in zip(read(MULTI30K / f"{split}.de.gz"), read(MULTI30K / f"{split}.en.gz"))
+             if re.search(r'"[^"]+"|„[^“]+“', s)]
+    return [s for s, _ in pairs], [r for _, r in pairs]
+
+
 def brackets_kept(output: str) -> bool:
     """One pair of brackets, in order, around something."""
     return output.count("(") == output.count(")") == 1 and bool(re.search(r"\(\S[^()]*\)", output))
@@ -169,6 +179,7 @@ def main() -> None:
     p.add_argument("--no-brackets", action="store_true", help="leave brackets to the model (see nmt/brackets.py)")
     p.add_argument("--no-emoji-apart", action="store_true", help="emoji reach the model as placeholders (see nmt/text.py)")
     p.add_argument("--no-asides", action="store_true", help="a number alone in brackets reaches the model (see nmt/text.py)")
+    p.add_argument("--no-quotations", action="store_true", help="quotations reach the model (see nmt/protect.py)")
     p.add_argument("--only", help="comma-separated variants to run (default: all)")
     p.add_argument("--plot", help="save a bar chart here")
     args = p.parse_args()
@@ -192,6 +203,8 @@ def main() -> None:
         processor.emoji_apart = False
     if args.no_asides:
         processor.asides = False
+    if args.no_quotations:
+        processor.quotations = False
     options = SearchOptions(beam_size=args.beam, max_length=200, max_length_factor=args.length_factor,
                             no_repeat_ngram_size=args.no_repeat_ngram,
                             repetition_penalty=args.repetition_penalty,
@@ -217,6 +230,7 @@ def main() -> None:
         "an emoji at the start or end": with_edge_emoji(src, ref),
         "an emoji inside": ([s for s, _ in with_inner_emoji(src)], ref),
         "a number in brackets inside": ([s for s, _ in with_bracketed_number(src)], ref),
+        "quotations (test and val captions with quotes)": quoted_captions(),
     }
     inserted = with_items(src)
     wanted = set(args.only.split(",")) if args.only else None
@@ -244,6 +258,11 @@ def main() -> None:
             row["verbatim"], row["items"] = round(100 * kept / len(sources), 2), len(sources)
             row["unit"] = {"a phrase in brackets": "bracket pairs", "an emoji inside": "emoji, once"}.get(
                 variant, "asides, once")
+        if variant.startswith("quotations"):  # the quoted text, as typed, between a pair of quotes
+            quoted = [re.findall(r'"([^"]+)"|„([^“]+)“', s) for s in sources]
+            found = [(next(x for x in q if x), o) for qs, o in zip(quoted, outputs) for q in qs]
+            row["verbatim"] = round(100 * sum(f'"{x}"' in o for x, o in found) / max(len(found), 1), 2)
+            row["items"], row["unit"] = len(found), "quotations in quotes"
         if variant == "three sentences per text":
             singles = [t.text for t in translate_texts(engine, processor, src[:triples], options)]
             joined = [" ".join(singles[i:i + 3]) for i in range(0, triples, 3)]

@@ -14,11 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from nmt.align import char_spans, rendering, widen
+from nmt.protect import QUOTES
 
 PAIRS = {"(": ")", "[": "]"}
-_MARKS = re.compile(r"[(\[*_]")
+_MARKS = re.compile(r"[(\[*_\"„“»«]")
 # Markdown emphasis: the same mark on both sides, touching the words it encloses
 _EMPHASIS = re.compile(r"(?<![\w*_])(\*\*|__|\*|_)(?=[^\s*_])(.+?)(?<=[^\s*_])\1(?![\w*_])")
+# one word in lower case between quotation marks: emphasis ("ein „kleiner“ Hund"), translated and
+# quoted in English; longer quotations are names or what a sign says (`nmt.protect.quotations`)
+_EMPHASIS_QUOTE = re.compile("|".join(rf"(?<!\w){re.escape(a)}[^\W\d_A-Z]+{re.escape(b)}(?!\w)"
+                                      for a, b in QUOTES.items()))
 MIN_ATTENTION = 0.5  # of a token's attention, on the enclosed words
 _EDGE = ".,;:!?…"  # punctuation a bracket does not take in unless it enclosed such a mark
 
@@ -39,11 +44,12 @@ def _closes_word(text: str, j: int) -> bool:
     return j == len(text) - 1 or not text[j + 1].isalnum()
 
 
-def take_out(text: str) -> tuple[str, list[Bracket]]:
+def take_out(text: str, quotes: bool = True) -> tuple[str, list[Bracket]]:
     """`text` without its bracket pairs and Markdown emphasis (`**fett**`, `*kursiv*`, `_so_`), and
     what each enclosed. A bracket pair counts when it is balanced, stands outside words ("(im
     Garten)", not "Foto(s)") and encloses a letter or digit; any other bracket stays in the text.
-    Spaces just inside a bracket go with it."""
+    Spaces just inside a bracket go with it. `quotes`: one lower-case word in quotation marks
+    counts too (emphasis), its marks put back as English quotes."""
     if not _MARKS.search(text):  # most sentences: nothing to scan
         return text, []
     stack: list[int] = []
@@ -60,6 +66,8 @@ def take_out(text: str) -> tuple[str, list[Bracket]]:
     pairs = [(i, 1, j, 1) for i, j in found if _opens_word(text, i) and _closes_word(text, j)]
     pairs += [(m.start(), len(m.group(1)), m.end() - len(m.group(1)), len(m.group(1)))
               for m in _EMPHASIS.finditer(text)]
+    if quotes:
+        pairs += [(m.start(), 1, m.end() - 1, 1) for m in _EMPHASIS_QUOTE.finditer(text) if m.group()[1:-1].islower()]
     pairs = [p for p in pairs if any(ch.isalnum() for ch in text[p[0] + p[1]:p[2]])]
     if not pairs:
         return text, []
@@ -81,7 +89,8 @@ def take_out(text: str) -> tuple[str, list[Bracket]]:
     brackets = []
     for i, a, j, b in sorted(pairs):
         inside = [position[k] for k in range(i + a, j) if k in position]
-        brackets.append(Bracket(text[i:i + a], text[j:j + b], inside[0], inside[-1] + 1))
+        marks = ('"', '"') if text[i] in QUOTES else (text[i:i + a], text[j:j + b])  # English quotes
+        brackets.append(Bracket(*marks, inside[0], inside[-1] + 1))
     return out, brackets
 
 

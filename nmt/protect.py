@@ -1,6 +1,6 @@
 """What must not be translated: numbers (with currency, per cent or unit), telephone numbers,
-URLs, e-mail addresses, hashtags and @mentions, emoji and emoticons, and words the model cannot
-know are replaced by placeholder tokens before translation and put back afterwards.
+URLs, e-mail addresses, hashtags and @mentions, emoji and emoticons, short quotations, and words
+the model cannot know are replaced by placeholder tokens before translation and put back afterwards.
 
 The model learned to copy placeholders (training/augment.py). A placeholder the model drops is
 put back by the attention (after the Luong et al. 2015 "Addressing the Rare Word Problem in NMT"
@@ -37,6 +37,15 @@ _ITEM_RE = re.compile(f"{_URL}|{_EMAIL}|{_PHONE}|{_NUMBER}|{_TAG}|{_EMOTICON}")
 #: URLs and e-mail addresses: a sentence never ends inside one (nmt/segment.py)
 LINK_RE = re.compile(f"{_URL}|{_EMAIL}")
 _WORD_RE = re.compile(r"\S+")
+# A short quotation inside a sentence is a name, a title, what a sign or a shirt says, and captions
+# copy it as it is ("ein Boot namens "El Corazon"" -> "a boat named "El Corazon""); the model
+# garbled it ("Stop" came back as "Po") or dropped its quotes. German and French quotation marks
+# come back as English ones.
+QUOTES = {'"': '"', "„": "“", "“": "”", "»": "«", "«": "»"}
+_QUOTATION_RE = re.compile("|".join(
+    rf"(?<!\w){re.escape(a)}(?=\S)[^{re.escape(a + b)}\n]{{1,80}}(?<=\S){re.escape(b)}(?!\w)"
+    for a, b in QUOTES.items()))
+MAX_QUOTATION_WORDS = 6
 
 
 def word_key(word: str) -> str:
@@ -57,16 +66,33 @@ class Protected:
     items: dict[str, str] = field(default_factory=dict)  # placeholder -> original text
 
 
-def protect(text: str, is_name=None, can_encode=None) -> Protected:
+def quotations(text: str) -> list[tuple[int, int]]:
+    """Spans of the short quotations in `text`, marks included: at most MAX_QUOTATION_WORDS words,
+    not ending like a sentence (a quoted sentence is left to the model). One word in lower case is
+    emphasis ("ein "kleiner" Hund"): translated, its quotes put back by `nmt.brackets`."""
+    spans = []
+    for m in _QUOTATION_RE.finditer(text):
+        words = m.group()[1:-1].split()
+        if len(words) > MAX_QUOTATION_WORDS or words[-1][-1] in ".!?…" or (len(words) == 1 and words[0].islower()):
+            continue
+        spans.append(m.span())
+    return spans
+
+
+def protect(text: str, is_name=None, can_encode=None, quoted: bool = True) -> Protected:
     """Replace protected items by placeholders, left to right, at most len(PLACEHOLDERS) of them.
 
     is_name(word) -> bool says whether a word is a name the model cannot know, to be copied as it
     is; the sentence's first word too (its capital says nothing, but is_name looks it up in any
     casing: "Grzegorz fährt" keeps the name, "Ein Mann" is a known word). can_encode(str) -> bool says whether
     the vocabulary covers a word's characters; one it does not cover is protected whole.
+    Short quotations (`quotations`) are one item each, unless `quoted` is False.
     """
-    spans: list[tuple[int, int]] = [m.span() for m in _ITEM_RE.finditer(text)]
+    quoted = quotations(text) if quoted else []
     taken = np.zeros(len(text) + 1, dtype=bool)
+    for a, b in quoted:
+        taken[a:b] = True
+    spans = quoted + [m.span() for m in _ITEM_RE.finditer(text) if not taken[m.start():m.end()].any()]
     for a, b in spans:
         taken[a:b] = True
     for i, m in enumerate(_WORD_RE.finditer(text)):
@@ -92,7 +118,7 @@ def protect(text: str, is_name=None, can_encode=None) -> Protected:
         if a < pos or len(items) == len(PLACEHOLDERS):
             continue
         name = PLACEHOLDERS[len(items)]
-        items[name] = text[a:b]
+        items[name] = f'"{text[a + 1:b - 1]}"' if (a, b) in quoted else text[a:b]
         out.append(text[pos:a])
         out.append(name)
         pos = b

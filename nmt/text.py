@@ -184,6 +184,7 @@ class TextProcessor:
         self.brackets = True  # take brackets out and put them back (nmt/brackets.py)
         self.emoji_apart = True  # emoji out of the model's way: at the edges as typed, inside by attention
         self.asides = True  # a protected item alone in brackets ("Eine Frau (30)") out of the model's way too
+        self.quotations = True  # short quotations copied, a quoted lower-case word quoted (nmt/protect.py)
         self.source, self.target, self.language = source, target, language
         self.forms = {w.lower(): w for w in word_forms or () if w}
         self.protect_names = bool(self.forms)
@@ -253,7 +254,7 @@ class TextProcessor:
         model_text = _SPACE_BEFORE.sub("", normalize(sentence))
         brackets: list[Bracket] = []
         if self.brackets:
-            model_text, brackets = take_out(model_text)
+            model_text, brackets = take_out(model_text, self.quotations)
         shouted: list[tuple[int, int]] = []
         align_source = model_text
         if self.forms and casing_style(model_text) == "mixed":
@@ -276,7 +277,7 @@ class TextProcessor:
         hidden: dict[str, int] = {}
         if self.protects:
             protected = protect(model_text, self._is_name if self.protect_names else None,
-                                self._can_encode)
+                                self._can_encode, self.quotations)
             model_text, items = protected.text, protected.items
             asides = self._asides(align_source or model_text, brackets, items) if self.asides else {}
             if self.emoji_apart or asides:

@@ -87,6 +87,14 @@ def test_protected_items_become_placeholders_and_come_back():
     assert len(many.items) == len(PLACEHOLDERS) and "19" in many.text  # the rest left as typed
 
 
+def test_short_quotations_are_one_item_each_in_english_quotes():
+    p = protect('Ein Boot namens "El Corazon" und ein Schild mit „Stop 93“ und »Bäckerei«.')
+    assert list(p.items.values()) == ['"El Corazon"', '"Stop 93"', '"Bäckerei"']  # the number inside too
+    for left in ('Er sagt: „Ein Hund bellt.“', 'Ein Schild: "eins zwei drei vier fünf sechs sieben"',
+                 'Ein „kleiner“ Hund', 'Ein Hund"s Napf', '""'):
+        assert protect(left).items == {}, left  # a sentence, a long quotation, emphasis, no pair, empty
+
+
 def test_repair_puts_a_dropped_placeholder_after_its_neighbours_translation():
     # source: "schreibt ⦅1⦆ an" ; output "writes on" lost the placeholder (target id 50)
     source_words = [True, False, True]
@@ -110,6 +118,9 @@ def test_bracket_pairs_and_emphasis_are_taken_out_and_others_left_in_the_text():
     text, marks = take_out("Ein **großer** und _schneller_ Hund")  # Markdown emphasis
     assert text == "Ein großer und schneller Hund"
     assert [(m.open, text[m.start:m.end]) for m in marks] == [("**", "großer"), ("_", "schneller")]
+    text, [quote] = take_out("Ein „kleiner“ Hund")  # one lower-case word in quotes: emphasis, quoted in English
+    assert text == "Ein kleiner Hund" and (quote.open, quote.close, text[quote.start:quote.end]) == ('"', '"', "kleiner")
+    assert take_out('Ein Boot namens "El Corazon"') == ('Ein Boot namens "El Corazon"', [])  # a name: protect's
 
 
 def test_brackets_go_around_the_words_the_attention_aligns_with_what_they_enclosed():
@@ -246,6 +257,10 @@ def test_what_people_type_comes_back_whole(client):
     assert "… A cat" in trailing[1].text and trailing[1].text.endswith("…") and len(trailing[1].sentences) == 2
     [listed] = client.translate(["• Ein Hund\n• Eine Katze\n• Zwei Vögel"])
     assert [line[:2] for line in listed.text.split("\n")] == ["• "] * 3 and "dog" in listed.text.lower()
+    named, number, small = client.translate(['Eine Frau auf einem Boot namens „El Corazon“ lässt Gewichte fallen.',
+                                             'Ein Kind mit der Nummer "93" fährt Ski.', 'Ein „kleiner“ Hund spielt.'])
+    assert named.text.count('"El Corazon"') == 1 and number.text.count('"93"') == 1, (named.text, number.text)
+    assert '"small"' in small.text, small.text  # emphasis: translated, in quotes
     for word in ("Hund", "Ein Hund", "Katze"):  # fragments end instead of looping
         [t] = client.translate([word])
         assert 1 <= len(t.text.split()) <= 3, t.text
