@@ -308,7 +308,8 @@ def load(args):
         source, target = Tokenizer(paths["src"]), Tokenizer(paths["tgt"])
     words = ckpt.get("source_words")
     processor = TextProcessor(source, target, ckpt["languages"]["source"],
-                              words.split("\n") if words else None)
+                              words.split("\n") if words else None,
+                              copied_words=ckpt.get("copied_words", "").split("\n"))
     return TorchEngine(checkpoint.build_model(ckpt)), processor, args.name or Path(args.checkpoint).stem
 
 

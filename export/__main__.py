@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     src_tok, tgt_tok = Tokenizer(spm["src"]), Tokenizer(spm["tgt"])
     if ckpt.get("source_words"):  # what serving counts as a known word (unknown names are copied)
         (work / "source_words.txt").write_text(ckpt["source_words"], encoding="utf-8")
+    copied = _copied_words(args, ckpt, read_lines)
+    if copied is not None:  # rare names, copied all the same (training.augment.copied_words)
+        (work / "copied_words.txt").write_text(copied, encoding="utf-8")
     print(f"exporting {args.checkpoint} (step {ckpt.get('step')}) to {out} ...")
     graphs = export_graphs(model, work)
     if args.quantize != "none":
@@ -123,23 +126,40 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _shortlist(args, ckpt, src_tok, tgt_tok, work: Path, read_lines) -> dict | None:
-    """Build the vocabulary shortlist into work/shortlist.npz from the training corpus: the one
-    given, else the checkpoint's own training files, else Multi30k train when present."""
-    from nmt.protect import PLACEHOLDERS
-    from nmt.shortlist import build
-    from nmt.tokenizer import EOS_ID
-
+def _training_corpus(args, ckpt) -> tuple[Path, Path] | None:
+    """The training corpus: the one given (--shortlist-corpus), else the checkpoint's own training
+    files, else Multi30k train when present."""
     data = (ckpt.get("training_config") or {}).get("data", {})
     langs = ckpt.get("languages", {})
     candidates = [tuple(map(Path, args.shortlist_corpus))] if args.shortlist_corpus else [
         (Path(data.get("train_src") or "-"), Path(data.get("train_tgt") or "-")),
         tuple(MULTI30K / f"train.{langs.get(side)}.gz" for side in ("source", "target"))]
-    found = [(s, t) for s, t in candidates if s.is_file() and t.is_file()]
-    if not found:
+    return next(((s, t) for s, t in candidates if s.is_file() and t.is_file()), None)
+
+
+def _copied_words(args, ckpt, read_lines) -> str | None:
+    """The checkpoint's copied words, or those of its training corpus (checkpoints from before)."""
+    if "copied_words" in ckpt:
+        return ckpt["copied_words"]
+    corpus = _training_corpus(args, ckpt)
+    if corpus is None:
+        return None
+    from training.augment import copied_words
+
+    return "\n".join(copied_words(read_lines(corpus[0]), read_lines(corpus[1])))
+
+
+def _shortlist(args, ckpt, src_tok, tgt_tok, work: Path, read_lines) -> dict | None:
+    """Build the vocabulary shortlist into work/shortlist.npz from the training corpus."""
+    from nmt.protect import PLACEHOLDERS
+    from nmt.shortlist import build
+    from nmt.tokenizer import EOS_ID
+
+    corpus = _training_corpus(args, ckpt)
+    if corpus is None:
         print("no shortlist: the training corpus was not found (--shortlist-corpus SRC TGT)")
         return None
-    src, tgt = found[0]
+    src, tgt = corpus
     frequent, per_token = args.shortlist_size
     pieces = lambda tok: [tok.sp.id_to_piece(i) for i in range(len(tok))]  # noqa: E731
     always = [EOS_ID] + [tgt_tok.sp.piece_to_id(p) for p in PLACEHOLDERS if tgt_tok.sp.piece_to_id(p) > 0]

@@ -37,6 +37,7 @@ def write(directory: Path, name: str, ckpt: dict, model, quantization: str, stor
         "tokenizers": {"source": ckpt["spm"]["src"]["name"], "target": ckpt["spm"]["tgt"]["name"]},
         "decoder_state": decoder_state_names(ckpt["model_config"]),
         "known_words": "source_words.txt" if (directory / "source_words.txt").exists() else None,
+        "copied_words": "copied_words.txt" if (directory / "copied_words.txt").exists() else None,
         "onnx_opset": opset,
         "graphs": {"encoder": _signature(directory / "encoder.onnx"),
                    "decoder": _signature(directory / "decoder.onnx")},

@@ -172,9 +172,10 @@ class TextProcessor:
 
     def __init__(self, source: Tokenizer, target: Tokenizer, language: str,
                  word_forms: list[str] | None = None, casing: str = "truecase",
-                 complete_punctuation: bool = True) -> None:
+                 complete_punctuation: bool = True, copied_words: list[str] | None = None) -> None:
         """word_forms: the source words seen in training, in their usual casing (names not among
-        them are protected). casing: what to do with all-caps, all-lower and Title Case input:
+        them are protected); copied_words: names seen in training too rarely for the model to
+        copy them, protected as well (`training.augment.copied_words`). casing: what to do with all-caps, all-lower and Title Case input:
         "truecase" (each word in its usual form), "lower" (lower-case all-caps input only) or
         "none" (as typed). All-caps input gets an all-caps translation either way.
         complete_punctuation: a sentence typed without final punctuation is translated with a full
@@ -188,6 +189,7 @@ class TextProcessor:
         self.source, self.target, self.language = source, target, language
         self.forms = {w.lower(): w for w in word_forms or () if w}
         self.protect_names = bool(self.forms)
+        self.copied = set(copied_words or ()) - {""}
         if casing not in ("truecase", "lower", "none"):
             raise ValueError(f"casing must be truecase, lower or none, got {casing!r}")
         self.casing = casing
@@ -207,8 +209,10 @@ class TextProcessor:
 
     def _is_name(self, word: str) -> bool:
         """Capitalised (or with a capital inside: "iPhone", "eBay"), never seen in training, not a
-        compound of known words ("Grzegorz", "B-XY")."""
+        compound of known words ("Grzegorz", "B-XY"); or a rare name that training copied."""
         low = word.lower()
+        if word in self.copied:  # "Peter", seen once and copied: the model made it "nurse"
+            return True
         return (any(ch.isupper() for ch in word) and low not in self.forms
                 and "/" not in word  # "Mann/eine": words
                 and compound_head(low, self.forms) is None)

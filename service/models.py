@@ -48,14 +48,13 @@ class Model:
 
 
 def text_processor(bundle: Bundle, source: Tokenizer, target: Tokenizer) -> TextProcessor:
-    """How this model reads texts: its source language's segmenter, and its known source words
-    (bundles exported before they carried them: names are not protected)."""
+    """How this model reads texts: its source language's segmenter, its known source words
+    (bundles exported before they carried them: names are not protected) and the rare names that
+    training copied (protected all the same)."""
     m = bundle.manifest
-    words_file = m.get("known_words")
-    known = None
-    if words_file:
-        known = bundle.file(words_file).read_text(encoding="utf-8").split("\n")
-    return TextProcessor(source, target, m.get("source_language", "en") or "en", known)
+    known, copied = [bundle.file(m[key]).read_text(encoding="utf-8").split("\n") if m.get(key) else None
+                     for key in ("known_words", "copied_words")]
+    return TextProcessor(source, target, m.get("source_language", "en") or "en", known, copied_words=copied)
 
 
 def load_models(paths: list[str], metrics: Metrics, cfg: SchedulerConfig, threads: int,

@@ -56,11 +56,12 @@ def test_manifest_describes_the_bundle(tiny_bundle):
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())
     assert manifest["format_version"] == 1 and manifest["quantization"] == "none"
     assert set(manifest["files"]) == {"encoder.onnx", "decoder.onnx", "spm.joint.model", "MODEL_CARD.md",
-                                      "source_words.txt", "shortlist.npz"}
+                                      "source_words.txt", "copied_words.txt", "shortlist.npz"}
     # the shortlist comes from the checkpoint's own training corpus
     assert manifest["shortlist"]["corpus"] == ["train.de", "train.en"]
     assert manifest["verification"]["shortlist"]["sentences"] == 50
     assert manifest["known_words"] == "source_words.txt" and manifest["name"] == "de-en"  # --name default
+    assert manifest["copied_words"] == "copied_words.txt"  # from the checkpoint (trained here)
     assert [i["name"] for i in manifest["graphs"]["decoder"]["inputs"]][:2] == ["prev_ids", "k"]
     assert manifest["verification"]["parity_greedy"]["identical"] == 1.0
     card = (tiny_bundle / "MODEL_CARD.md").read_text()

@@ -261,6 +261,8 @@ def test_what_people_type_comes_back_whole(client):
                                              'Ein Kind mit der Nummer "93" fährt Ski.', 'Ein „kleiner“ Hund spielt.'])
     assert named.text.count('"El Corazon"') == 1 and number.text.count('"93"') == 1, (named.text, number.text)
     assert '"small"' in small.text, small.text  # emphasis: translated, in quotes
+    rare = client.translate(["Anna und Peter gehen in den Park.", "Thomas fährt nach Berlin."])
+    assert "Peter" in rare[0].text and "Thomas" in rare[1].text and "Berlin" in rare[1].text, rare
     for word in ("Hund", "Ein Hund", "Katze"):  # fragments end instead of looping
         [t] = client.translate([word])
         assert 1 <= len(t.text.split()) <= 3, t.text

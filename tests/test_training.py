@@ -220,6 +220,17 @@ def test_multi30k_config_reads_the_shared_corpus():
     assert "non-commercial" in cfg.data.license
 
 
+def test_copied_words_are_rare_names_the_targets_copy():
+    from training.augment import copied_words
+
+    sources = ["Peter spielt mit einem Ball.", "Ein Mann in Berlin.", "Ein Mann in Berlin.", "Eine Bäckerei.",
+               "Ein iPhone liegt hier."] + ["Ein Hund namens Rex."] * 6
+    targets = ["Peter plays with a ball.", "A man in Berlin.", "A man in the city.", "A bakery.",
+               "An iPhone lies here."] + ["A dog named Rex."] * 6
+    # Berlin was once not copied, Bäckerei is translated, Rex is frequent enough to be learnt
+    assert copied_words(sources, targets) == ["Peter", "iPhone"]
+
+
 def test_augmentation_changes_both_sides_alike_and_is_reproducible():
     from training.augment import AugmentRates, augment, build_lexicon
 

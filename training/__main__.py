@@ -42,7 +42,8 @@ def _load(checkpoint_path: str):
         source, target = Tokenizer(paths["src"]), Tokenizer(paths["tgt"])
     words = ckpt.get("source_words")
     processor = TextProcessor(source, target, ckpt.get("languages", {}).get("source", "en"),
-                              words.split("\n") if words else None)
+                              words.split("\n") if words else None,
+                              copied_words=ckpt.get("copied_words", "").split("\n"))
     return ckpt, TorchEngine(model), processor
 
 

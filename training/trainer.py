@@ -24,7 +24,7 @@ from nmt.progress import progress, write
 from nmt.search import SearchOptions, translate_batch
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from training import checkpoint
-from training.augment import AugmentRates, augment, build_lexicon, truecase_table
+from training.augment import AugmentRates, augment, build_lexicon, copied_words, truecase_table
 from training.config import Config, as_dict
 from training.data import clean, read_corpus
 from training.stream import read_pairs, sample_pairs, windows
@@ -134,6 +134,7 @@ class Trainer:
         self.word_lexicon = (build_lexicon(train.sources, train.targets, max_share=1.0)
                              if a.fragments > 0 else {})
         self.source_words = truecase_table(train.sources)
+        self.copied_words = copied_words(train.sources, train.targets)
         self.lineage: list[dict] = []  # the checkpoints this run started from (fine-tuning)
         names = {"src": f"spm.{d.src_lang}.model", "tgt": f"spm.{d.tgt_lang}.model"}
         if v.joint:
@@ -234,6 +235,7 @@ class Trainer:
             "special_ids": checkpoint.SPECIAL_IDS,
             "languages": {"source": self.cfg.data.src_lang, "target": self.cfg.data.tgt_lang},
             "source_words": "\n".join(self.source_words),  # what serving treats as known words
+            "copied_words": "\n".join(self.copied_words),  # rare names serving protects all the same
             "training_config": as_dict(self.cfg),
             "lineage": self.lineage,
             "data": {"train_pairs": None if self.cfg.data.streaming else len(self.train_src),
