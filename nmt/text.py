@@ -217,6 +217,9 @@ class TextProcessor:
                 and "/" not in word  # "Mann/eine": words
                 and compound_head(low, self.forms) is None)
 
+    def _is_mark(self, ids: list[int], j: int) -> bool:
+        return j < len(ids) and self.target.sp.id_to_piece(ids[j]) in (".", ",", ";", ":", "!", "?")
+
     def _is_suffix(self, token: int) -> bool:
         piece = self.target.sp.id_to_piece(token)
         return not piece.startswith("▁") and piece.isalpha()
@@ -372,13 +375,15 @@ class TextProcessor:
             starts = [p.startswith("▁") for p in self.target.pieces(ids)]
             ids, attention = repair(ids, attention, wanted, set(self._tgt_placeholders.values()),
                                     words, starts, self._space_id)
-        if sentence.items:  # a word ending glued to a copied item ("⦅1⦆" "ing") is the model's noise
-            placeholder_ids = set(self._tgt_placeholders.values())
-            keep = [j for j, t in enumerate(ids)
-                    if not (j and ids[j - 1] in placeholder_ids and self._is_suffix(t))]
-            if len(keep) < len(ids):
-                ids = [ids[j] for j in keep]
-                attention = attention[keep] if attention is not None else None
+        # A word ending glued to a copied item ("⦅1⦆" "ing") is the model's noise, and so is a lone
+        # space before a mark ("⦅1⦆" "▁" "." gave "93 .")
+        placeholder_ids = set(self._tgt_placeholders.values())
+        keep = [j for j, t in enumerate(ids)
+                if not ((sentence.items and j and ids[j - 1] in placeholder_ids and self._is_suffix(t))
+                        or (t == self._space_id and self._is_mark(ids, j + 1)))]
+        if len(keep) < len(ids):
+            ids = [ids[j] for j in keep]
+            attention = attention[keep] if attention is not None else None
         if sentence.unfinished:  # the full stop we added: off the tokens and the attention too
             while ids and _FINAL_STOP.fullmatch(self.target.sp.id_to_piece(ids[-1]).lstrip("▁") or " "):
                 ids = ids[:-1]

@@ -2,6 +2,8 @@
 numbers, URLs, e-mail addresses, names and emoji. Unit tests of the text pipeline, then the same
 through a real server with the committed demo bundle."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -316,3 +318,5 @@ def test_no_word_ending_sticks_to_a_copied_item(client):
     for item in ("info@example.de", "GRZEGORZ"):
         after = t.text.split(item, 1)[1][:1]
         assert not after.isalpha(), t.text
+    spaced = client.translate(["Ein Kind mit der Nummer 93.", 'Ein Schild mit der Aufschrift "Stop".'])
+    assert spaced[0].text.endswith("93.") and not any(re.search(r" [.,;:!?]", t.text) for t in spaced), spaced
