@@ -128,7 +128,7 @@ def protect(text: str, is_name=None, can_encode=None, quoted: bool = True) -> Pr
 
 def repair(output_ids: list[int], attention: np.ndarray | None, wanted: dict[int, int],
            placeholder_ids: set[int], source_words: list[bool], starts_word: list[bool],
-           space_id: int | None = None) -> tuple[list[int], np.ndarray | None]:
+           space_id: int | None = None, marks: list[bool] | None = None) -> tuple[list[int], np.ndarray | None]:
     """Output ids with every wanted placeholder exactly once, and their attention rows.
 
     wanted: target placeholder id -> its position in the source. A duplicate or invented
@@ -136,7 +136,9 @@ def repair(output_ids: list[int], attention: np.ndarray | None, wanted: dict[int
     the output word whose attention peaks on the source word to its left (before the one that
     peaks on the word to its right, at the start of a sentence), the attention row of output
     token j being the one that produced token j. source_words[i]: source position i is a real
-    word piece (not a lone "▁", not a placeholder); starts_word[j]: output piece j begins a word.
+    word piece (not a lone "▁", not a placeholder); starts_word[j]: output piece j begins a word
+    (a punctuation mark is a word of its own); marks[j]: output piece j is a punctuation mark, and
+    nothing goes after the marks that end the output ("a sign. "Stop"" had followed the full stop).
     The inserted placeholder's attention row is one-hot on its own source position.
     """
     seen, keep, rows = set(), [], []
@@ -146,8 +148,12 @@ def repair(output_ids: list[int], attention: np.ndarray | None, wanted: dict[int
         seen.add(t)
         keep.append(t)
         rows.append(j)
+    final = 0  # the marks that end the output
+    while marks is not None and final < len(rows) and marks[rows[len(rows) - 1 - final]]:
+        final += 1
     for t in sorted((t for t in wanted if t not in seen), key=wanted.get):
-        at = _insertion_point(wanted[t], rows, attention, source_words, starts_word, len(keep))
+        at = min(_insertion_point(wanted[t], rows, attention, source_words, starts_word, len(keep)),
+                 len(keep) - final)
         new = [space_id, t] if space_id is not None else [t]
         keep[at:at] = new
         rows[at:at] = [-1 - wanted[t]] * len(new)

@@ -103,6 +103,7 @@ def edge_symbols(sentence: str) -> tuple[str, str, str]:
 # a sentence in quotes as a whole: opening quote -> its closing one
 _QUOTES = {"„": "“", "“": "”", "»": "«", "«": "»", "\"": "\"", "‚": "‘"}
 _TRAILING = re.compile(r"\s*[,;:–—-]+$")  # "Ein Hund bellt,": the model reads a sentence, the mark comes back
+_MARKS = (".", ",", ";", ":", "!", "?", "…")
 _SPACE_BEFORE = re.compile(r"(?<=\w) +(?=[,.](?:\s|$))")  # "Ein Hund , der bellt ."
 
 
@@ -175,9 +176,10 @@ class TextProcessor:
                  complete_punctuation: bool = True, copied_words: list[str] | None = None) -> None:
         """word_forms: the source words seen in training, in their usual casing (names not among
         them are protected); copied_words: names seen in training too rarely for the model to
-        copy them, protected as well (`training.augment.copied_words`). casing: what to do with all-caps, all-lower and Title Case input:
-        "truecase" (each word in its usual form), "lower" (lower-case all-caps input only) or
-        "none" (as typed). All-caps input gets an all-caps translation either way.
+        copy them, protected as well (`training.augment.copied_words`). casing: what to do with
+        all-caps, all-lower and Title Case input: "truecase" (each word in its usual form),
+        "lower" (lower-case all-caps input only) or "none" (as typed). All-caps input gets an
+        all-caps translation either way.
         complete_punctuation: a sentence typed without final punctuation is translated with a full
         stop added, and the full stop is taken off the translation."""
         self.complete_punctuation = complete_punctuation
@@ -218,7 +220,7 @@ class TextProcessor:
                 and compound_head(low, self.forms) is None)
 
     def _is_mark(self, ids: list[int], j: int) -> bool:
-        return j < len(ids) and self.target.sp.id_to_piece(ids[j]) in (".", ",", ";", ":", "!", "?")
+        return j < len(ids) and self.target.sp.id_to_piece(ids[j]) in _MARKS
 
     def _is_suffix(self, token: int) -> bool:
         piece = self.target.sp.id_to_piece(token)
@@ -372,9 +374,11 @@ class TextProcessor:
             src_pieces = self.source.pieces(sentence.ids)
             words = [p not in ("▁", "") and t not in self._src_placeholders
                      for p, t in zip(src_pieces, sentence.ids)]
-            starts = [p.startswith("▁") for p in self.target.pieces(ids)]
+            pieces = self.target.pieces(ids)
+            marks = [p.lstrip("▁") in _MARKS for p in pieces]
+            starts = [p.startswith("▁") or m for p, m in zip(pieces, marks)]  # a mark is a word of its own
             ids, attention = repair(ids, attention, wanted, set(self._tgt_placeholders.values()),
-                                    words, starts, self._space_id)
+                                    words, starts, self._space_id, marks)
         # A word ending glued to a copied item ("⦅1⦆" "ing") is the model's noise, and so is a lone
         # space before a mark ("⦅1⦆" "▁" "." gave "93 .")
         placeholder_ids = set(self._tgt_placeholders.values())

@@ -318,5 +318,7 @@ def test_no_word_ending_sticks_to_a_copied_item(client):
     for item in ("info@example.de", "GRZEGORZ"):
         after = t.text.split(item, 1)[1][:1]
         assert not after.isalpha(), t.text
-    spaced = client.translate(["Ein Kind mit der Nummer 93.", 'Ein Schild mit der Aufschrift "Stop".'])
+    spaced = client.translate(["Ein Kind mit der Nummer 93.", 'Ein Schild mit der Aufschrift "Stop".',
+                               "Ein Mann namens Peter hält ein Schild mit „Stop“."])
     assert spaced[0].text.endswith("93.") and not any(re.search(r" [.,;:!?]", t.text) for t in spaced), spaced
+    assert spaced[2].text.endswith('"Stop".'), spaced[2].text  # a dropped item goes before the full stop
