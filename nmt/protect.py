@@ -79,16 +79,16 @@ def quotations(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def protect(text: str, is_name=None, can_encode=None, quoted: bool = True) -> Protected:
+def protect(text: str, is_name=None, can_encode=None, quotes: bool = True) -> Protected:
     """Replace protected items by placeholders, left to right, at most len(PLACEHOLDERS) of them.
 
     is_name(word) -> bool says whether a word is a name the model cannot know, to be copied as it
     is; the sentence's first word too (its capital says nothing, but is_name looks it up in any
     casing: "Grzegorz fährt" keeps the name, "Ein Mann" is a known word). can_encode(str) -> bool says whether
     the vocabulary covers a word's characters; one it does not cover is protected whole.
-    Short quotations (`quotations`) are one item each, unless `quoted` is False.
+    Short quotations (`quotations`) are one item each, unless `quotes` is False.
     """
-    quoted = quotations(text) if quoted else []
+    quoted = quotations(text) if quotes else []
     taken = np.zeros(len(text) + 1, dtype=bool)
     for a, b in quoted:
         taken[a:b] = True
