@@ -200,6 +200,7 @@ class TextProcessor:
         unk = source.sp.unk_id()
         if unk in self._src_placeholders or unk in self._tgt_placeholders.values():
             self._src_placeholders, self._tgt_placeholders = {}, {}  # an older vocabulary: no protection
+        self._tgt_placeholder_ids = set(self._tgt_placeholders.values())
         space = target.sp.piece_to_id("▁")
         self._space_id = None if space == target.sp.unk_id() else space
         self._byte_ids = {i for i in range(len(source)) if source.sp.is_byte(i)}
@@ -377,13 +378,12 @@ class TextProcessor:
             pieces = self.target.pieces(ids)
             marks = [p.lstrip("▁") in _MARKS for p in pieces]
             starts = [p.startswith("▁") or m for p, m in zip(pieces, marks)]  # a mark is a word of its own
-            ids, attention = repair(ids, attention, wanted, set(self._tgt_placeholders.values()),
+            ids, attention = repair(ids, attention, wanted, self._tgt_placeholder_ids,
                                     words, starts, self._space_id, marks)
         # A word ending glued to a copied item ("⦅1⦆" "ing") is the model's noise, and so is a lone
         # space before a mark ("⦅1⦆" "▁" "." gave "93 .")
-        placeholder_ids = set(self._tgt_placeholders.values())
         keep = [j for j, t in enumerate(ids)
-                if not ((sentence.items and j and ids[j - 1] in placeholder_ids and self._is_suffix(t))
+                if not ((sentence.items and j and ids[j - 1] in self._tgt_placeholder_ids and self._is_suffix(t))
                         or (t == self._space_id and self._is_mark(ids, j + 1)))]
         if len(keep) < len(ids):
             ids = [ids[j] for j in keep]

@@ -77,10 +77,8 @@ def test_rows_that_keep_their_place_are_not_copied():
     engine = RecurrentState()
     state = engine.merge([encoded(rng, [5, 4, 5]), encoded(rng, [5, 2])])  # 5 rows, width 5
     buffer = state["memory"].base
-    first = state["memory"][0].copy()
     buffer[0] = 7.0  # a row that never moves keeps whatever is in its place
     state = engine.merge([state, encoded(rng, [3])])
     state = engine.prepare(engine.reorder(state, np.array([0, 5, 2, 3, 4])))  # row 1 left; the newcomer takes its place
     assert state["memory"].base is buffer and state["keys"].base is not None
     assert (state["memory"][0] == 7.0).all()
-    assert not (first == 7.0).all()

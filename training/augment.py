@@ -77,6 +77,11 @@ def build_lexicon(sources: list[str], targets: list[str], min_count: int = 3,
             if dice >= min_dice and best_tgt.get(b, (0, ""))[1] == a}
 
 
+def _bare(word: str) -> str:
+    """A word without the punctuation around it: "(Hund)," -> "Hund"."""
+    return re.sub(r"^\W+|\W+$", "", word)
+
+
 def truecase_table(sentences: list[str]) -> list[str]:
     """Each word's most frequent form where its casing tells something (not sentence-initial; a word
     seen only sentence-initially keeps that form): "Hund", "ein", "Mann"."""
@@ -84,7 +89,7 @@ def truecase_table(sentences: list[str]) -> list[str]:
     initial: dict[str, Counter] = {}
     for sentence in sentences:
         for i, word in enumerate(sentence.split()):
-            core = re.sub(r"^\W+|\W+$", "", word)
+            core = _bare(word)
             if not core:
                 continue
             (initial if i == 0 else counts).setdefault(core.lower(), Counter())[core] += 1
@@ -102,9 +107,9 @@ def copied_words(sources: list[str], targets: list[str], max_count: int = 5) -> 
     seen: Counter = Counter()
     copied: Counter = Counter()
     for src, tgt in zip(sources, targets):
-        in_target = {re.sub(r"^\W+|\W+$", "", w) for w in tgt.split()}
+        in_target = {_bare(w) for w in tgt.split()}
         for word in src.split():
-            core = re.sub(r"^\W+|\W+$", "", word)
+            core = _bare(word)
             if core and any(ch.isupper() for ch in core):
                 seen[core] += 1
                 copied[core] += core in in_target
@@ -134,7 +139,7 @@ def fragment(src: str, tgt: str, lexicon: dict[str, str], content: dict[str, str
         return None
     weight = np.array([m for _, _, m in spans], float)  # phrases rather than single words
     i, j, m = spans[int(rng.choice(len(spans), p=weight / weight.sum()))]
-    clean = lambda words: [re.sub(r"^\W+|\W+$", "", w) for w in words]  # noqa: E731
+    clean = lambda words: [_bare(w) for w in words]  # noqa: E731
     a, b = " ".join(clean(sw[i:i + m])), " ".join(clean(tw[j:j + m]))
     if not a or not b:
         return None
