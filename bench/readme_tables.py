@@ -54,7 +54,10 @@ def robustness() -> str:
         lines.append("| " + " | ".join([r["variant"], str(r["texts"])] + cells(r) + cells(old.get(r["variant"]))) + " |")
     brackets, emoji = _load("robustness-test-no-brackets"), _load("robustness-test-no-emoji-apart")
     asides, quotes = _load("robustness-test-no-asides"), _load("robustness-test-no-quotations")
+    typed = _load("robustness-test-no-localize")
     [b], [a], [q] = brackets["rows"], asides["rows"], quotes["rows"]
+    t = {r["variant"]: r for r in typed["rows"]}
+    numbers, written = t["numbers and dates (written)"], t["protected items (written)"]
     e = {r["variant"]: r for r in emoji["rows"]}
     edge, inner = e["an emoji at the start or end"], e["an emoji inside"]
     return ("\n".join(lines) + f"\n\nThe same model without the bracket rule (`--no-brackets`), a phrase in brackets: "
@@ -64,7 +67,10 @@ def robustness() -> str:
             f"{inner['items']} emoji once; with a number in brackets given to the model (`--no-asides`): BLEU "
             f"{a['bleu']:.2f} with {a['verbatim']:.1f}% of {a['items']} asides once; with quotations given to the "
             f"model (`--no-quotations`): BLEU {q['bleu']:.2f} with {q['verbatim']:.1f}% of {q['items']} quotations "
-            f"in quotes.\n\n" + _source(now, before, brackets, emoji, asides, quotes))
+            f"in quotes; with numbers and dates as typed (`--no-localize`): numbers and dates (written) BLEU "
+            f"{numbers['bleu']:.2f} with {numbers['verbatim']:.1f}% of {numbers['items']} as English writes them, "
+            f"protected items (written) BLEU {written['bleu']:.2f}.\n\n"
+            + _source(now, before, brackets, emoji, asides, quotes, typed))
 
 
 def guards() -> str:

@@ -12,9 +12,12 @@ captions with a phrase in brackets (BLEU of the words; "verbatim": the brackets 
 around something), captions with an emoji at the start or end (references with the same emoji) and
 inside (BLEU of the words; "verbatim": the emoji once in the output), and with a number in brackets
 after their second word, as in "Eine Frau (34) läuft" (the same), and the test and val captions
-with quotation marks ("verbatim": the quoted text as typed between a pair of quotes).
+with quotation marks ("verbatim": the quoted text as typed between a pair of quotes), and
+bench/data/numbers.tsv (German numbers with separators and dates in words; "verbatim": each as
+English writes it, "1.000" -> "1,000", "3. Mai" -> "May 3", found in the output).
 BLEU is sacreBLEU, case-insensitive. "degenerate": a word four or more times in a row, or more
-than three times as many words as the source. "verbatim": protected items found unchanged in the output.
+than three times as many words as the source. "verbatim": protected items found unchanged in the output
+(numbers with separators: as English writes them, as the references do).
 Writes bench/results/robustness-<split>-<name>.json; --plot saves a bar chart.
 """
 
@@ -147,14 +150,29 @@ def degenerate(source: str, output: str) -> bool:
     return len(words) > 3 * max(len(source.split()), 1)
 
 
-def identical_items(source: str, reference: str) -> list[str]:
+def identical_items(source: str, reference: str, render=lambda w: w) -> list[str]:
     """Items of the hand-written set: numbers, URLs, e-mail addresses, emoji and names (capitalised
-    words after the first) that appear unchanged in source and reference."""
+    words after the first) that appear in the reference unchanged, or as `render` writes them (a
+    number the target language writes with other separators: "1,5" -> "1.5")."""
     strip = lambda w: w.rstrip(".,")  # noqa: E731
     ref = {strip(w) for w in reference.split()}
     words = [strip(w) for w in source.split()]
     item = lambda i, w: (any(not ch.isalpha() for ch in w) or (i > 0 and w[:1].isupper()))  # noqa: E731
-    return [w for i, w in enumerate(words) if w and w in ref and item(i, w)]
+    return [x for i, w in enumerate(words) if w and item(i, w) for x in [w if w in ref else render(w)] if x in ref]
+
+
+def localized_items(source: str, reference: str, localizer) -> list[str]:
+    """The numbers with separators, dates and measures in words of a source sentence, as the target
+    language writes them; each must be in the reference (the data file is checked, not trusted)."""
+    from nmt.protect import protect
+
+    items = protect(source, localized=localizer.items).items.values()
+    # the number and its sign, not a unit word after it (English says "a 1.5 meter fence")
+    wanted = [re.sub(r"\s?[^\W\d_]+$", "", x) for x, v in ((localizer.render(v), v) for v in items) if x != v]
+    missing = [x for x in wanted if x not in reference]
+    if missing:
+        raise ValueError(f"bench/data/numbers.tsv: the reference of {source!r} lacks {missing}")
+    return wanted
 
 
 def main() -> None:
@@ -180,6 +198,7 @@ def main() -> None:
     p.add_argument("--no-emoji-apart", action="store_true", help="emoji reach the model as placeholders (see nmt/text.py)")
     p.add_argument("--no-asides", action="store_true", help="a number alone in brackets reaches the model (see nmt/text.py)")
     p.add_argument("--no-quotations", action="store_true", help="quotations reach the model (see nmt/protect.py)")
+    p.add_argument("--no-localize", action="store_true", help="numbers and dates as typed (see nmt/numbers.py)")
     p.add_argument("--only", help="comma-separated variants to run (default: all)")
     p.add_argument("--plot", help="save a bar chart here")
     args = p.parse_args()
@@ -205,6 +224,8 @@ def main() -> None:
         processor.asides = False
     if args.no_quotations:
         processor.quotations = False
+    if args.no_localize:
+        processor.localize = False
     options = SearchOptions(beam_size=args.beam, max_length=200, max_length_factor=args.length_factor,
                             no_repeat_ngram_size=args.no_repeat_ngram,
                             repetition_penalty=args.repetition_penalty,
@@ -231,6 +252,7 @@ def main() -> None:
         "an emoji inside": ([s for s, _ in with_inner_emoji(src)], ref),
         "a number in brackets inside": ([s for s, _ in with_bracketed_number(src)], ref),
         "quotations (test and val captions with quotes)": quoted_captions(),
+        "numbers and dates (written)": tsv(DATA / "numbers.tsv"),
     }
     inserted = with_items(src)
     wanted = set(args.only.split(",")) if args.only else None
@@ -250,10 +272,14 @@ def main() -> None:
                "bleu": round(sacrebleu.corpus_bleu(outputs, [refs], lowercase=True).score, 2),
                "degenerate": round(100 * sum(map(degenerate, sources, outputs)) / len(sources), 2)}
         if variant == "protected items (written)":
-            items = [(identical_items(s, r), o) for s, r, o in zip(sources, refs, outputs)]
+            items = [(identical_items(s, r, processor.localizer.render), o) for s, r, o in zip(sources, refs, outputs)]
             total = sum(len(i) for i, _ in items)
             row["verbatim"] = round(100 * sum(x in o for i, o in items for x in i) / max(total, 1), 2)
             row["items"] = total
+        if variant.startswith("numbers and dates"):
+            items = [(localized_items(s, r, processor.localizer), o) for s, r, o in zip(sources, refs, outputs)]
+            row["items"], row["unit"] = sum(len(i) for i, _ in items), "as English writes them"
+            row["verbatim"] = round(100 * sum(x in o for i, o in items for x in i) / max(row["items"], 1), 2)
         if variant in ("a phrase in brackets", "an emoji inside", "a number in brackets inside"):
             row["verbatim"], row["items"] = round(100 * kept / len(sources), 2), len(sources)
             row["unit"] = {"a phrase in brackets": "bracket pairs", "an emoji inside": "emoji, once"}.get(
@@ -309,7 +335,8 @@ def load(args):
     words = ckpt.get("source_words")
     processor = TextProcessor(source, target, ckpt["languages"]["source"],
                               words.split("\n") if words else None,
-                              copied_words=ckpt.get("copied_words", "").split("\n"))
+                              copied_words=ckpt.get("copied_words", "").split("\n"),
+                              target_language=ckpt["languages"].get("target", ""))
     return TorchEngine(checkpoint.build_model(ckpt)), processor, args.name or Path(args.checkpoint).stem
 
 

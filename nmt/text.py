@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nmt.brackets import Bracket, put_back, take_out, target_ranges
+from nmt.numbers import Localizer
 from nmt.protect import PLACEHOLDERS, is_symbol, protect, repair, restore
 from nmt.search import Hypothesis
 from nmt.segment import sentence_spans
@@ -173,7 +174,8 @@ class TextProcessor:
 
     def __init__(self, source: Tokenizer, target: Tokenizer, language: str,
                  word_forms: list[str] | None = None, casing: str = "truecase",
-                 complete_punctuation: bool = True, copied_words: list[str] | None = None) -> None:
+                 complete_punctuation: bool = True, copied_words: list[str] | None = None,
+                 target_language: str = "") -> None:
         """word_forms: the source words seen in training, in their usual casing (names not among
         them are protected); copied_words: names seen in training too rarely for the model to
         copy them, protected as well (`training.augment.copied_words`). casing: what to do with
@@ -181,13 +183,16 @@ class TextProcessor:
         "lower" (lower-case all-caps input only) or "none" (as typed). All-caps input gets an
         all-caps translation either way.
         complete_punctuation: a sentence typed without final punctuation is translated with a full
-        stop added, and the full stop is taken off the translation."""
+        stop added, and the full stop is taken off the translation. target_language: protected
+        numbers and dates come back as it writes them (`nmt.numbers`; empty: as typed)."""
         self.complete_punctuation = complete_punctuation
         self.segment = True
         self.brackets = True  # take brackets out and put them back (nmt/brackets.py)
         self.emoji_apart = True  # emoji out of the model's way: at the edges as typed, inside by attention
         self.asides = True  # a protected item alone in brackets ("Eine Frau (30)") out of the model's way too
         self.quotations = True  # short quotations copied, a quoted lower-case word quoted (nmt/protect.py)
+        self.localizer = Localizer(language, target_language)  # numbers and dates the target's way
+        self.localize = True
         self.source, self.target, self.language = source, target, language
         self.forms = {w.lower(): w for w in word_forms or () if w}
         self.protect_names = bool(self.forms)
@@ -287,7 +292,8 @@ class TextProcessor:
         hidden: dict[str, int] = {}
         if self.protects:
             protected = protect(model_text, self._is_name if self.protect_names else None,
-                                self._can_encode, self.quotations)
+                                self._can_encode, self.quotations,
+                                self.localizer.items if self.localize else None)
             model_text, items = protected.text, protected.items
             asides = self._asides(align_source or model_text, brackets, items) if self.asides else {}
             if self.emoji_apart or asides:
@@ -394,9 +400,11 @@ class TextProcessor:
                 attention = attention[:-1] if attention is not None else None
         text = self.target.decode(ids)
         text = re.sub(r"(?<=\S) {2,}(?=\S)", " ", text).strip(" ")  # a stray "▁" gives two spaces
-        if sentence.items:
-            text = restore(text, sentence.items)
-        pieces = [self._show(p, sentence.items) for p in self.target.pieces(ids)]
+        items = {p: self.localizer.render(v) for p, v in sentence.items.items()} if self.localize else sentence.items
+        if items:
+            text = restore(text, items)
+            text = self.localizer.tidy(text, sentence.items.values()) if self.localize else text
+        pieces = [self._show(p, items) for p in self.target.pieces(ids)]
         if sentence.unfinished:
             text = _FINAL_STOP.sub("", text)
         if sentence.ending:

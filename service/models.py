@@ -54,7 +54,8 @@ def text_processor(bundle: Bundle, source: Tokenizer, target: Tokenizer) -> Text
     m = bundle.manifest
     known, copied = [bundle.file(m[key]).read_text(encoding="utf-8").split("\n") if m.get(key) else None
                      for key in ("known_words", "copied_words")]
-    return TextProcessor(source, target, m.get("source_language", "en") or "en", known, copied_words=copied)
+    return TextProcessor(source, target, m.get("source_language", "en") or "en", known, copied_words=copied,
+                         target_language=m.get("target_language", "") or "")
 
 
 def load_models(paths: list[str], metrics: Metrics, cfg: SchedulerConfig, threads: int,

@@ -211,6 +211,16 @@ def test_sentence_limits_are_invalid_argument_naming_the_limit(client):
     assert client.translate(["Ein Hund."])[0].text
 
 
+def test_numbers_and_dates_come_back_as_english_writes_them(client):
+    thousand, price, date, english = client.translate(
+        ["Über 1.000 Menschen stehen auf der Straße.", "Ein Mann kauft Brot für 4,99 Euro.",
+         "Ein Mann läuft am 3. Mai einen Marathon.", "Es ist 3.5 Meter hoch."], return_attention=True)
+    assert "1,000 people" in thousand.text and "1.000" not in thousand.text  # a German thousand, not one
+    assert "€4.99" in price.text and "on May 3" in date.text and "Mai" not in date.text
+    assert "3.5" in english.text  # not a German number: as typed
+    assert "1,000" in thousand.sentences[0].best.tokens  # the attention's tokens show what was written
+
+
 def test_what_people_type_comes_back_whole(client):
     cases = ["Ein Bus der Linie 99 fährt durch die Stadt.",
              "Ein Mann schreibt info.104@mail.de an eine Tafel.",
@@ -224,7 +234,7 @@ def test_what_people_type_comes_back_whole(client):
               "Ein Auto fährt 50 km/h.", "Eine Frau verkauft auf eBay.", "Ein Mann zahlt 20 USD.",
               "Ein Hund spielt von 10–12 Uhr.", "Ein Mann gewinnt 1.000.000 Euro."]
     items = ["99", "info.104@mail.de", "www.sommerfest2024.de", "Balthasar", "🍦", "Grzegorz", "Anna",
-             "2,50 €", "#streik", "https://example.com/x?y=1", "<3", "50 km/h", "eBay", "20 USD", "10–12", "1.000.000 Euro"]
+             "€2.50", "#streik", "https://example.com/x?y=1", "<3", "50 km/h", "eBay", "20 USD", "10–12", "€1,000,000"]
     results = [t for i in range(0, len(cases), 4) for t in client.translate(cases[i:i + 4], beam_size=5)]
     for item, t in zip(items, results):
         assert t.text.count(item) == 1, (item, t.text)

@@ -43,7 +43,8 @@ def _load(checkpoint_path: str):
     words = ckpt.get("source_words")
     processor = TextProcessor(source, target, ckpt.get("languages", {}).get("source", "en"),
                               words.split("\n") if words else None,
-                              copied_words=ckpt.get("copied_words", "").split("\n"))
+                              copied_words=ckpt.get("copied_words", "").split("\n"),
+                              target_language=ckpt.get("languages", {}).get("target", ""))
     return ckpt, TorchEngine(model), processor
 
 

@@ -1,0 +1,196 @@
+"""Numbers and dates as the target language writes them (CLDR data, through Babel).
+
+German writes a thousand "1.000" and two and a half "2,5"; English reads "1.000" as one and "2,5"
+as twenty-five. Copied as typed (protected items, `nmt.protect`), such numbers changed their meaning
+in the translation: "Über 1.000 Menschen" came back as "1.000 people", "4,99 Euro" as "4,99 Euro".
+A protected number with separators is read the source language's way and written the target's
+("1.000" -> "1,000", "12,50 €" -> "€12.50"). Only what parses strictly in the source language
+changes: "3.5", "2.0" and "12.05.2024" are not German numbers and stay as typed, and numbers without
+separators (years, house and telephone numbers, "10–12", "14:30") are never touched.
+
+Dates in words ("3. Mai", "12. Mai 2024") and numbers with a unit or currency in words ("1,5 Meter",
+"4,99 Euro") are one protected item each, written the target's way ("May 3", "May 12, 2024",
+"1.5 meters", "€4.99"): the model, which saw few of them, dropped the month ("am 12. Mai 2024" gave
+"on the 12 2024") or the unit ("über einen 1,5 Meter hohen Zaun" gave "over a 1.5 with tall fence").
+Symbols ("5 km", "10 %") are international and stay as typed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from decimal import Decimal
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date, format_skeleton, get_date_format, get_month_names
+from babel.numbers import (NumberFormatError, format_currency, format_decimal, get_decimal_symbol, get_group_symbol,
+                           parse_decimal)
+from babel.units import format_unit
+
+CURRENCY_SIGNS = "$€£¥₹₽₩₺₴₿¢"
+_RUN = re.compile(r"\d[\d.,]*\d|\d")  # one number inside an item ("12,50 €", "1,5–2,5 km")
+_SIGN_AFTER = re.compile(rf"(?P<number>[+-]?\d[\d.,]*)\s?(?P<sign>[{CURRENCY_SIGNS}])")
+_SIGN_BEFORE = re.compile(rf"(?P<sign>[{CURRENCY_SIGNS}])\s?(?P<number>[+-]?\d[\d.,]*)")
+_FIELD = re.compile(r"'([^']*)'|([A-Za-z])\2*|(.)", re.DOTALL)  # a CLDR date pattern's parts
+# everyday units whose names (CLDR "long" forms, singular and plural) follow a number in words
+UNITS = ("length-kilometer", "length-meter", "length-centimeter", "length-millimeter", "length-mile",
+         "mass-kilogram", "mass-gram", "volume-liter", "volume-milliliter", "duration-hour",
+         "duration-minute", "duration-second", "temperature-celsius", "speed-kilometer-per-hour")
+CURRENCIES = ("EUR", "USD", "GBP", "CHF")
+_NUMBER = r"[+-]?\d(?:[\d.,]*\d)?"
+
+
+def _locale(language: str) -> Locale | None:
+    try:
+        return Locale.parse(language) if language else None
+    except (UnknownLocaleError, ValueError):
+        return None
+
+
+class Localizer:
+    """Writes the source language's numbers, dates and measures the target language's way; where either
+    language is unknown to CLDR, leaves everything as typed."""
+
+    def __init__(self, source: str, target: str) -> None:
+        self.source, self.target = _locale(source), _locale(target)
+        self.dates: re.Pattern | None = None  # dates in words in the source language
+        self.measures: re.Pattern | None = None  # a number with a unit or currency in words
+        self.items: re.Pattern | None = None  # either: what `nmt.protect` makes one item each
+        self._months: dict[str, int] = {}
+        self._units: dict[str, str] = {}  # source name (lower case) -> CLDR unit or currency code
+        if self.source is None or self.target is None:
+            return
+        self._symbols = get_decimal_symbol(self.source), get_group_symbol(self.source)
+        self._sign_first = self.target.currency_formats["standard"].pattern.lstrip("#,0.;-").startswith("¤")
+        self.dates = self._date_pattern()
+        self.measures = self._measure_pattern()
+        found = [p.pattern for p in (self.dates, self.measures) if p is not None]
+        self.items = re.compile("|".join(f"(?:{p})" for p in found), re.IGNORECASE) if found else None
+
+    def render(self, item: str) -> str:
+        """A protected item as the target language writes it: a date in words, or a number (with
+        its sign, currency sign or unit, in brackets or not); anything else as it is."""
+        if self.source is None or self.target is None:
+            return item
+        opening, core, closing = (item[0], item[1:-1], item[-1]) if item[:1] + item[-1:] == "()" else ("", item, "")
+        if self.dates is not None and (m := self.dates.fullmatch(core)):
+            core = self._date(m) or core
+        elif self.measures is not None and (m := self.measures.fullmatch(core)):
+            core = self._measure(m) or core
+        elif core[:1].isdigit() or core[:1] in f"+-{CURRENCY_SIGNS}":
+            core = self._number(core)
+        return opening + core + closing
+
+    def tidy(self, text: str, items) -> str:
+        """The translation around the dates among `items` (as typed), once `render` wrote them:
+        English writes "on May 3", and the model, which read a date's placeholder as a number's,
+        wrote "on the May 3"."""
+        if self.target is None or self.target.language != "en" or self.dates is None:
+            return text
+        for item in items:
+            if self.dates.fullmatch(item):
+                date = self.render(item)
+                text = re.sub(rf"(?<!\w)[Tt]he {re.escape(date)}", lambda m: date, text)
+        return text
+
+    def _number(self, item: str) -> str:
+        converted = _RUN.sub(lambda m: self._run(m.group()), item)
+        if converted == item:
+            return item
+        after, before = _SIGN_AFTER.fullmatch(converted), _SIGN_BEFORE.fullmatch(converted)
+        if after and self._sign_first:  # "12,50 €" -> "€12.50"
+            number = after["number"]
+            sign = number[0] if number[0] in "+-" else ""
+            return sign + after["sign"] + number[len(sign):]
+        if before and not self._sign_first:  # "$12.50" -> "12,50 $"
+            return before["number"] + " " + before["sign"]
+        return converted
+
+    def _run(self, run: str) -> str:
+        decimal, group = self._symbols
+        if decimal not in run and group not in run:
+            return run
+        parsed = self._parse(run)
+        return run if parsed is None else format_decimal(parsed[0], format=parsed[1], locale=self.target)
+
+    def _parse(self, number: str) -> tuple[Decimal, str] | None:
+        """(value, a number pattern with the grouping and decimals as typed), or None when `number`
+        is not one of the source language ("3.5" in German)."""
+        decimal, group = self._symbols
+        try:
+            value = parse_decimal(number, locale=self.source, strict=True)
+        except (NumberFormatError, ValueError):
+            return None
+        decimals = len(number.rsplit(decimal, 1)[1]) if decimal in number else 0
+        return value, ("#,##0" if group in number else "0") + ("." + "0" * decimals if decimals else "")
+
+    def _measure_pattern(self) -> re.Pattern | None:
+        for unit in UNITS:
+            forms = self.source._data["unit_patterns"].get(unit, {}).get("long", {})
+            for key, form in forms.items():
+                name = form.replace("{0}", "").strip()
+                if key != "per" and name and form.startswith("{0} "):
+                    self._units[name.lower()] = unit
+        for code in CURRENCIES:
+            for name in (self.source.currencies.get(code), *self.source._data["currency_names_plural"].get(code, {}).values()):
+                if name:
+                    self._units[name.lower()] = code
+        if not self._units:
+            return None
+        names = "|".join(re.escape(n) for n in sorted(self._units, key=len, reverse=True))
+        return re.compile(rf"(?<![\w.,])(?P<number>{_NUMBER})\s(?P<unit>{names})(?!\w)", re.IGNORECASE)
+
+    def _measure(self, m: re.Match) -> str | None:
+        parsed = self._parse(m["number"])
+        if parsed is None:
+            return None
+        value, pattern = parsed
+        unit = self._units[m["unit"].lower()]
+        if unit in CURRENCIES:
+            standard = self.target.currency_formats["standard"].pattern.split(";")[0]
+            return format_currency(value, unit, format=re.sub(r"[#,0.]+", pattern, standard, count=1),
+                                   locale=self.target, currency_digits=False)
+        return format_unit(value, unit, length="long", format=pattern, locale=self.target)
+
+    def _date_pattern(self) -> re.Pattern | None:
+        """The source language's long date ("d. MMMM y" in German) as a regex, the year optional;
+        None where that pattern has other fields or does not end with the year."""
+        months = {}
+        for width in ("wide", "abbreviated"):
+            for number, name in get_month_names(width, locale=self.source).items():
+                months[name.lower()] = number
+                months[name.lower().rstrip(".")] = number
+        self._months = months
+        names = "|".join(re.escape(n) for n in sorted(months, key=len, reverse=True) if len(n) >= 3)
+        parts: list[str] = []
+        year_at = None
+        for m in _FIELD.finditer(get_date_format("long", locale=self.source).pattern):
+            literal, field = m.group(1), m.group(2)
+            if field is None:
+                text = literal if literal is not None else m.group(3)
+                parts.append(r"\s+" if text.isspace() else re.escape(text))
+            elif field == "d":
+                parts.append(r"(?P<day>\d{1,2})")
+            elif field in ("M", "L") and len(m.group()) >= 3:
+                parts.append(rf"(?P<month>{names})")
+            elif field == "y":
+                year_at = len(parts)
+                parts.append(r"(?P<year>\d{4})")
+            else:
+                return None
+        if year_at is None or year_at != len(parts) - 1:
+            return None
+        start = max(i for i, p in enumerate(parts[:year_at]) if p.startswith("(?P<")) + 1
+        body = "".join(parts[:start]) + "(?:" + "".join(parts[start:]) + ")?"
+        return re.compile(rf"(?<![\w.]){body}(?![\w])", re.IGNORECASE)
+
+    def _date(self, m: re.Match) -> str | None:
+        month = self._months.get(m["month"].lower()) or self._months.get(m["month"].lower().rstrip("."))
+        year = m["year"]
+        try:
+            when = datetime.date(int(year) if year else 2000, month or 0, int(m["day"]))  # 2000: 29 February exists
+        except ValueError:
+            return None
+        if year:
+            return format_date(when, "long", locale=self.target)
+        return format_skeleton("MMMMd", when, locale=self.target)
