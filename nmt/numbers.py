@@ -48,8 +48,8 @@ def _locale(language: str) -> Locale | None:
 
 
 class Localizer:
-    """Writes the source language's numbers, dates and measures the target language's way; where either
-    language is unknown to CLDR, leaves everything as typed."""
+    """Writes the source language's numbers, dates and measures the target language's way; where
+    either language is unknown to CLDR, leaves everything as typed."""
 
     def __init__(self, source: str, target: str) -> None:
         self.source, self.target = _locale(source), _locale(target)
