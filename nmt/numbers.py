@@ -131,8 +131,9 @@ class Localizer:
                 name = form.replace("{0}", "").strip()
                 if key != "per" and name and form.startswith("{0} "):
                     self._units[name.lower()] = unit
+        plurals = self.source._data["currency_names_plural"]
         for code in CURRENCIES:
-            for name in (self.source.currencies.get(code), *self.source._data["currency_names_plural"].get(code, {}).values()):
+            for name in (self.source.currencies.get(code), *plurals.get(code, {}).values()):
                 if name:
                     self._units[name.lower()] = code
         if not self._units:
