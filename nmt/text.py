@@ -265,6 +265,9 @@ class TextProcessor:
             return SourceSentence(start, end, sentence, [], verbatim=sentence)
         before, sentence, after = edge_symbols(sentence) if self.emoji_apart else ("", sentence, "")
         opening, sentence, closing = outer_marks(sentence)
+        if opening and self.localize and self.localizer.target is not None:  # „…“ in English text: "…",
+            mark = "'" if opening == "‚" else '"'  # as short quotations come back (nmt/protect.py)
+            opening, closing = mark, closing.replace(_QUOTES[opening], mark, 1)
         before, after = before + opening, closing + after
         model_text = _SPACE_BEFORE.sub("", normalize(sentence))
         brackets: list[Bracket] = []

@@ -262,7 +262,7 @@ def test_what_people_type_comes_back_whole(client):
     assert "RED" in shouted.text and shouted.text.lower() == calm.text.lower() and "DJ" in acronym.text
     quoted, comma, spaced, plain = client.translate(["„Ein Hund bellt.“", "Ein Hund bellt;", "Ein Hund bellt .",
                                                      "Ein Hund bellt."])
-    assert quoted.text == "„" + plain.text + "“" and comma.text == plain.text.rstrip(".") + ";"
+    assert quoted.text == '"' + plain.text + '"' and comma.text == plain.text.rstrip(".") + ";"  # English quotes
     assert spaced.text == plain.text  # a space before "," or "." is not the model's business
     trailing = client.translate(["Ein Hund...", "Ein Hund bellt… Eine Katze schläft…"])
     assert trailing[0].text == "A dog..."  # the model reads a full stop, the output ends as typed
