@@ -35,7 +35,8 @@ _FIELD = re.compile(r"'([^']*)'|([A-Za-z])\2*|(.)", re.DOTALL)  # a CLDR date pa
 # everyday units whose names (CLDR "long" forms, singular and plural) follow a number in words
 UNITS = ("length-kilometer", "length-meter", "length-centimeter", "length-millimeter", "length-mile",
          "mass-kilogram", "mass-gram", "volume-liter", "volume-milliliter", "duration-hour",
-         "duration-minute", "duration-second", "temperature-celsius", "speed-kilometer-per-hour")
+         "duration-minute", "duration-second", "duration-day", "duration-week", "duration-month",
+         "duration-year", "temperature-celsius", "speed-kilometer-per-hour", "concentr-percent")
 CURRENCIES = ("EUR", "USD", "GBP", "CHF")
 _NUMBER = r"[+-]?\d(?:[\d.,]*\d)?"
 

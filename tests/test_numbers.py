@@ -35,7 +35,8 @@ def test_dates_in_words_are_one_item_written_the_english_way():
 
 def test_units_and_currencies_in_words_come_with_their_number():
     cases = {"1,5 Meter": "1.5 meters", "1 Meter": "1 meter", "2 Stunden": "2 hours", "(3 Minuten)": "(3 minutes)",
-             "20 Grad Celsius": "20 degrees Celsius", "4,99 Euro": "€4.99", "1.000 Euro": "€1,000"}
+             "20 Grad Celsius": "20 degrees Celsius", "4,99 Euro": "€4.99", "1.000 Euro": "€1,000",
+             "10 Jahre": "10 years", "1 Woche": "1 week", "50 Prozent": "50 percent"}
     assert {k: GERMAN.render(k) for k in cases} == cases
     assert GERMAN.render("3.5 Meter") == "3.5 Meter"  # not a German number: as typed
     assert GERMAN.render("42,195 Kilometern") == "42.195 Kilometern"  # a form CLDR lacks: the number alone
