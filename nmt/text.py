@@ -78,6 +78,7 @@ _FINAL_STOP = re.compile(r"\s*[.!?…]+$")
 # "Toll!!!", "Na ja...": captions end with one mark; the model loops on three, garbles "…"
 _FINAL_RUN = re.compile(r"[!?]{2,}$|\.{3,}$|…$")
 _CORE = re.compile(r"^(\W*)(.*?)(\W*)$")
+_LONE_NUMBER = re.compile(r"[+-]?\d[\d.,]*")
 _WORD = re.compile(r"[^\W\d_]+")
 
 
@@ -294,9 +295,11 @@ class TextProcessor:
         items: dict[str, str] = {}
         hidden: dict[str, int] = {}
         if self.protects:
+            # a number alone in brackets is an aside, not the start of a measure ("(34) Tag")
+            localized = None if not self.localize or any(
+                _LONE_NUMBER.fullmatch(align_source[b.start:b.end]) for b in brackets) else self.localizer.items
             protected = protect(model_text, self._is_name if self.protect_names else None,
-                                self._can_encode, self.quotations,
-                                self.localizer.items if self.localize else None)
+                                self._can_encode, self.quotations, localized)
             model_text, items = protected.text, protected.items
             asides = self._asides(align_source or model_text, brackets, items) if self.asides else {}
             if self.emoji_apart or asides:
