@@ -39,6 +39,9 @@ UNITS = ("length-kilometer", "length-meter", "length-centimeter", "length-millim
          "duration-year", "temperature-celsius", "speed-kilometer-per-hour", "concentr-percent")
 CURRENCIES = ("EUR", "USD", "GBP", "CHF")
 _NUMBER = r"[+-]?\d(?:[\d.,]*\d)?"
+# telephone numbers, times, ratios and fractions ("030/123.456", "14:30", "2:1", "3/4"), and
+# numbers with a leading zero (identifiers): not quantities, never rewritten
+_NOT_A_QUANTITY = re.compile(r"[/:]|(?<![\d.,])0\d")
 
 
 def _locale(language: str) -> Locale | None:
@@ -95,6 +98,8 @@ class Localizer:
         return text
 
     def _number(self, item: str) -> str:
+        if _NOT_A_QUANTITY.search(item):
+            return item
         converted = _RUN.sub(lambda m: self._run(m.group()), item)
         if converted == item:
             return item
@@ -140,7 +145,8 @@ class Localizer:
         if not self._units:
             return None
         names = "|".join(re.escape(n) for n in sorted(self._units, key=len, reverse=True))
-        return re.compile(rf"(?<![\w.,])(?P<number>{_NUMBER})\s(?P<unit>{names})(?!\w)", re.IGNORECASE)
+        # not the end of a range or a fraction ("3.000-4.000 Euro" is one number item, as typed)
+        return re.compile(rf"(?<![\w.,/:–-])(?P<number>{_NUMBER})\s(?P<unit>{names})(?!\w)", re.IGNORECASE)
 
     def _measure(self, m: re.Match) -> str | None:
         parsed = self._parse(m["number"])

@@ -18,8 +18,11 @@ def test_what_is_not_a_german_number_stays_as_typed():
     # English decimals, versions and numeric dates do not parse as German numbers; numbers without
     # separators (years, telephone numbers, ranges, times) need nothing
     for item in ("3.5", "2.0", "12.05.2024", "2024", "0176-1234567", "+49 30 1234567", "10–12", "14:30",
-                 "50 %", "$13", "10km", "#3"):
+                 "50 %", "$13", "10km", "#3", "030/123.456", "1,5/2,5", "007,5"):
         assert GERMAN.render(item) == item
+    # a range is one item: its second number is not a measure of its own
+    assert list(protect("Es kostet 3.000-4.000 Euro.", localized=GERMAN.items).items.values()) == ["3.000-4.000 Euro"]
+    assert GERMAN.render("3.000-4.000 Euro") == "3,000-4,000 Euro"
 
 
 def test_dates_in_words_are_one_item_written_the_english_way():
