@@ -38,10 +38,11 @@ UNITS = ("length-kilometer", "length-meter", "length-centimeter", "length-millim
          "duration-minute", "duration-second", "duration-day", "duration-week", "duration-month",
          "duration-year", "temperature-celsius", "speed-kilometer-per-hour", "concentr-percent")
 CURRENCIES = ("EUR", "USD", "GBP", "CHF")
-_NUMBER = r"[+-]?\d(?:[\d.,]*\d)?"
+_NUMBER = r"[+-]?\d(?:[\d.,]*\d)?(?:,[-–](?!\d))?"
 # telephone numbers, times, ratios and fractions ("030/123.456", "14:30", "2:1", "3/4"), and
 # numbers with a leading zero (identifiers): not quantities, never rewritten
 _NOT_A_QUANTITY = re.compile(r"[/:]|(?<![\d.,])0\d")
+_WHOLE_PRICE = re.compile(r"(?<=\d),[-–]")
 
 
 def _locale(language: str) -> Locale | None:
@@ -100,7 +101,8 @@ class Localizer:
     def _number(self, item: str) -> str:
         if _NOT_A_QUANTITY.search(item):
             return item
-        converted = _RUN.sub(lambda m: self._run(m.group()), item)
+        whole = _WHOLE_PRICE.sub("", item)  # "5,- €": five euros, which English writes "€5"
+        converted = _RUN.sub(lambda m: self._run(m.group()), whole)
         if converted == item:
             return item
         after, before = _SIGN_AFTER.fullmatch(converted), _SIGN_BEFORE.fullmatch(converted)
@@ -149,7 +151,7 @@ class Localizer:
         return re.compile(rf"(?<![\w.,/:–-])(?P<number>{_NUMBER})\s(?P<unit>{names})(?!\w)", re.IGNORECASE)
 
     def _measure(self, m: re.Match) -> str | None:
-        parsed = self._parse(m["number"])
+        parsed = self._parse(_WHOLE_PRICE.sub("", m["number"]))
         if parsed is None:
             return None
         value, pattern = parsed

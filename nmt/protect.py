@@ -27,7 +27,7 @@ _CURRENCY = "$€£¥₹₽₩₺₴₿¢"
 _UNITS = "km/h|m/s|°C|°F|km|cm|mm|m|kg|mg|ml|min|kB|MB|GB|TB|Hz|kHz|MHz|GHz|kW|mph|EUR|USD|CHF|GBP|JPY|Euro"
 # a number or a range ("10–12"), with its currency sign, per cent sign or unit ("12,50 €", "$13",
 # "50 %", "5 km")
-_NUMBER = (rf"(?<![\w])(?:[{_CURRENCY}]\s?)?[+-]?\d(?:[\d.,:/'–-]*\d)?"
+_NUMBER = (rf"(?<![\w])(?:[{_CURRENCY}]\s?)?[+-]?\d(?:[\d.,:/'–-]*\d)?(?:,[-–](?!\d))?"  # "5,- €": a price
            rf"(?:\s?(?:[%{_CURRENCY}]|(?:{_UNITS})(?![\w/]))|[a-zA-Z]{{1,3}}(?![\w]))?")
 # a telephone number in groups: international ("+49 30 1234567") or with a leading 0 ("030 123 45")
 _PHONE = r"(?<![\w+])(?:\+\d{1,3}|0\d{1,5})(?:[ /-]\d{2,}){1,4}(?![\w])"
