@@ -89,13 +89,18 @@ class Localizer:
     def tidy(self, text: str, items) -> str:
         """The translation around the dates among `items` (as typed), once `render` wrote them:
         English writes "on May 3", and the model, which read a date's placeholder as a number's,
-        wrote "on the May 3"."""
+        wrote "on the May 3" and "at June 5"."""
         if self.target is None or self.target.language != "en" or self.dates is None:
             return text
+        def on(m: re.Match, date: str) -> str:
+            preposition = m["on"] or ""
+            return ("On " if preposition[:1].isupper() else "on ") + date if preposition else date
+
         for item in items:
             if self.dates.fullmatch(item):
                 date = self.render(item)
-                text = re.sub(rf"(?<!\w)[Tt]he {re.escape(date)}", lambda m: date, text)
+                pattern = rf"(?<!\w)(?:(?P<on>[Aa]t|[Ii]n|[Oo]n) )?(?:[Tt]he )?{re.escape(date)}"
+                text = re.sub(pattern, lambda m, date=date: on(m, date), text)
         return text
 
     def _number(self, item: str) -> str:

@@ -10,7 +10,8 @@ GERMAN = Localizer("de", "en")
 def test_german_numbers_are_written_the_english_way():
     cases = {"1.000": "1,000", "2,5": "2.5", "1.234,56": "1,234.56", "-3,5": "-3.5", "1.234.567": "1,234,567",
              "0,5": "0.5", "2,50 Euro": "€2.50", "1,5–2,5 km": "1.5–2.5 km", "(1,5)": "(1.5)",
-             "12,50 €": "€12.50", "12,50€": "€12.50", "€12,50": "€12.50", "5,- €": "€5", "12,- Euro": "€12"}
+             "12,50 €": "€12.50", "12,50€": "€12.50", "€12,50": "€12.50", "5,- €": "€5",
+             "12,- Euro": "€12"}
     assert {k: GERMAN.render(k) for k in cases} == cases
 
 
@@ -33,6 +34,8 @@ def test_dates_in_words_are_one_item_written_the_english_way():
     assert list(found.items.values()) == ["3. Mai 2024", "4. Juni", "5,5 Kilometer"]
     assert list(protect("Ein Mann läuft am 3. Mai.").items.values()) == ["3"]  # without dates: the number
     assert GERMAN.tidy("A man runs on the May 3 marathon.", ["3. Mai"]) == "A man runs on May 3 marathon."
+    tidied = GERMAN.tidy("At the May 3, a dog waits at June 5.", ["3. Mai", "5. Juni"])
+    assert tidied == "On May 3, a dog waits on June 5."
     assert GERMAN.tidy("The 3 dogs.", ["3"]) == "The 3 dogs."  # a number keeps its article
 
 
