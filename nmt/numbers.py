@@ -23,9 +23,9 @@ from decimal import Decimal
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_skeleton, get_date_format, get_month_names
-from babel.numbers import (NumberFormatError, format_currency, format_decimal, get_decimal_symbol, get_group_symbol,
-                           parse_decimal)
-from babel.units import format_unit
+from babel.numbers import (NumberFormatError, format_currency, format_decimal, get_currency_name, get_decimal_symbol,
+                           get_group_symbol, parse_decimal)
+from babel.units import UnknownUnitError, format_unit
 
 CURRENCY_SIGNS = "$€£¥₹₽₩₺₴₿¢"
 _RUN = re.compile(r"\d[\d.,]*\d|\d")  # one number inside an item ("12,50 €", "1,5–2,5 km")
@@ -92,6 +92,7 @@ class Localizer:
         wrote "on the May 3" and "at June 5"."""
         if self.target is None or self.target.language != "en" or self.dates is None:
             return text
+
         def on(m: re.Match, date: str) -> str:
             preposition = m["on"] or ""
             return ("On " if preposition[:1].isupper() else "on ") + date if preposition else date
@@ -138,17 +139,19 @@ class Localizer:
         return value, ("#,##0" if group in number else "0") + ("." + "0" * decimals if decimals else "")
 
     def _measure_pattern(self) -> re.Pattern | None:
-        for unit in UNITS:
-            forms = self.source._data["unit_patterns"].get(unit, {}).get("long", {})
-            for key, form in forms.items():
-                name = form.replace("{0}", "").strip()
-                if key != "per" and name and form.startswith("{0} "):
-                    self._units[name.lower()] = unit
-        plurals = self.source._data["currency_names_plural"]
-        for code in CURRENCIES:
-            for name in (self.source.currencies.get(code), *plurals.get(code, {}).values()):
-                if name:
-                    self._units[name.lower()] = code
+        """A number followed by the name of a unit or currency in the source language, in the forms
+        CLDR gives for counts of every plural category ("1 Stunde", "2 Stunden")."""
+        for count in (1, 2, 5, 1.5):
+            number = format_decimal(count, locale=self.source)
+            for unit in UNITS:
+                try:
+                    form = format_unit(count, unit, length="long", locale=self.source)
+                except UnknownUnitError:
+                    continue
+                if form.startswith(number) and form[len(number):].strip():
+                    self._units[form[len(number):].strip().lower()] = unit
+            for code in CURRENCIES:
+                self._units[get_currency_name(code, count=count, locale=self.source).lower()] = code
         if not self._units:
             return None
         names = "|".join(re.escape(n) for n in sorted(self._units, key=len, reverse=True))
