@@ -13,8 +13,8 @@ around something), captions with an emoji at the start or end (references with t
 inside (BLEU of the words; "verbatim": the emoji once in the output), and with a number in brackets
 after their second word, as in "Eine Frau (34) läuft" (the same), and the test and val captions
 with quotation marks ("verbatim": the quoted text as typed between a pair of quotes), and
-bench/data/numbers.tsv (German numbers with separators and dates in words; "verbatim": each as
-English writes it, "1.000" -> "1,000", "3. Mai" -> "May 3", found in the output).
+bench/data/numbers.tsv (German numbers with separators, dates and measures in words; "verbatim":
+each as English writes it, "1.000" -> "1,000", "3. Mai" -> "May 3", found in the output).
 BLEU is sacreBLEU, case-insensitive. "degenerate": a word four or more times in a row, or more
 than three times as many words as the source. "verbatim": protected items found unchanged in the output
 (numbers with separators: as English writes them, as the references do).
