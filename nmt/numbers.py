@@ -23,8 +23,8 @@ from decimal import Decimal
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_skeleton, get_date_format, get_month_names
-from babel.numbers import (NumberFormatError, format_currency, format_decimal, get_currency_name, get_decimal_symbol,
-                           get_group_symbol, parse_decimal)
+from babel.numbers import (NumberFormatError, format_compact_decimal, format_decimal, get_currency_name,
+                           get_currency_symbol, get_decimal_symbol, get_group_symbol, parse_decimal)
 from babel.units import UnknownUnitError, format_unit
 
 CURRENCY_SIGNS = "$€£¥₹₽₩₺₴₿¢"
@@ -63,6 +63,7 @@ class Localizer:
         self.items: re.Pattern | None = None  # either: what `nmt.protect` makes one item each
         self._months: dict[str, int] = {}
         self._units: dict[str, str] = {}  # source name (lower case) -> CLDR unit or currency code
+        self._scales: dict[str, Decimal] = {}  # "millionen" -> 1000000
         if self.source is None or self.target is None:
             return
         self._symbols = get_decimal_symbol(self.source), get_group_symbol(self.source)
@@ -140,7 +141,8 @@ class Localizer:
 
     def _measure_pattern(self) -> re.Pattern | None:
         """A number followed by the name of a unit or currency in the source language, in the forms
-        CLDR gives for counts of every plural category ("1 Stunde", "2 Stunden")."""
+        CLDR gives for counts of every plural category ("1 Stunde", "2 Stunden"), or by a scale word
+        of CLDR's long compact numbers ("2 Millionen"), a currency's name possibly after it."""
         for count in (1, 2, 5, 1.5):
             number = format_decimal(count, locale=self.source)
             for unit in UNITS:
@@ -152,23 +154,42 @@ class Localizer:
                     self._units[form[len(number):].strip().lower()] = unit
             for code in CURRENCIES:
                 self._units[get_currency_name(code, count=count, locale=self.source).lower()] = code
+        for patterns in self.source.compact_decimal_formats.get("long", {}).values():
+            for magnitude, pattern in patterns.items():
+                m = re.fullmatch(r"(0+)\s+([^\W\d_]+)", str(pattern.pattern))
+                if m:
+                    self._scales[m[2].lower()] = Decimal(magnitude) / 10 ** (len(m[1]) - 1)
         if not self._units:
             return None
-        names = "|".join(re.escape(n) for n in sorted(self._units, key=len, reverse=True))
+        def alternatives(words) -> str:  # longest first: "Millionen" before "Million"
+            return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) or "(?!)"
+
+        names, scales = alternatives(self._units), alternatives(self._scales)
+        money = alternatives(n for n, u in self._units.items() if u in CURRENCIES)
         # not the end of a range or a fraction ("3.000-4.000 Euro" is one number item, as typed)
-        return re.compile(rf"(?<![\w.,/:–-])(?P<number>{_NUMBER})\s(?P<unit>{names})(?!\w)", re.IGNORECASE)
+        return re.compile(rf"(?<![\w.,/:–-])(?P<number>{_NUMBER})\s"
+                          rf"(?:(?P<scale>{scales})(?:\s(?P<money>{money}))?|(?P<unit>{names}))(?!\w)", re.IGNORECASE)
 
     def _measure(self, m: re.Match) -> str | None:
         parsed = self._parse(_WHOLE_PRICE.sub("", m["number"]))
         if parsed is None:
             return None
         value, pattern = parsed
+        if m["scale"]:  # "1,5 Millionen" -> "1.5 million", "2 Millionen Euro" -> "€2 million"
+            decimals = len(pattern.partition(".")[2])
+            text = format_compact_decimal(value * self._scales[m["scale"].lower()], format_type="long",
+                                          locale=self.target, fraction_digits=decimals)
+            return self._money(text, self._units[m["money"].lower()]) if m["money"] else text
         unit = self._units[m["unit"].lower()]
         if unit in CURRENCIES:
-            standard = self.target.currency_formats["standard"].pattern.split(";")[0]
-            return format_currency(value, unit, format=re.sub(r"[#,0.]+", pattern, standard, count=1),
-                                   locale=self.target, currency_digits=False)
+            return self._money(format_decimal(value, format=pattern, locale=self.target), unit)
         return format_unit(value, unit, length="long", format=pattern, locale=self.target)
+
+    def _money(self, amount: str, code: str) -> str:
+        """An amount already written the target's way, with the currency's symbol where the target
+        puts it ("€4.99", "4,99 €")."""
+        symbol = get_currency_symbol(code, locale=self.target)
+        return symbol + amount if self._sign_first else amount + "\u00a0" + symbol
 
     def _date_pattern(self) -> re.Pattern | None:
         """The source language's long date ("d. MMMM y" in German) as a regex, the year optional;

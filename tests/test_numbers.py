@@ -42,7 +42,8 @@ def test_dates_in_words_are_one_item_written_the_english_way():
 def test_units_and_currencies_in_words_come_with_their_number():
     cases = {"1,5 Meter": "1.5 meters", "1 Meter": "1 meter", "2 Stunden": "2 hours", "(3 Minuten)": "(3 minutes)",
              "20 Grad Celsius": "20 degrees Celsius", "4,99 Euro": "€4.99", "1.000 Euro": "€1,000",
-             "10 Jahre": "10 years", "1 Woche": "1 week", "50 Prozent": "50 percent"}
+             "10 Jahre": "10 years", "1 Woche": "1 week", "50 Prozent": "50 percent",
+             "2 Millionen": "2 million", "1,5 Millionen Euro": "€1.5 million", "3 Milliarden": "3 billion"}
     assert {k: GERMAN.render(k) for k in cases} == cases
     assert GERMAN.render("3.5 Meter") == "3.5 Meter"  # not a German number: as typed
     assert GERMAN.render("42,195 Kilometern") == "42.195 Kilometern"  # a form CLDR lacks: the number alone
@@ -52,6 +53,7 @@ def test_other_directions_and_unknown_languages():
     english = Localizer("en", "de")
     assert english.render("1,000.5") == "1.000,5" and english.render("$13.50") == "13,50 $"
     assert english.render("May 12, 2024") == "12. Mai 2024" and english.render("4.99 euros") == "4,99\u00a0€"
+    assert english.render("1.5 million euros") == "1,5 Millionen\u00a0€"
     assert Localizer("fr", "en").render("3 mai 2024") == "May 3, 2024"
     assert Localizer("xx", "en").render("2,5") == "2,5" and Localizer("de", "").render("2,5") == "2,5"
     assert Localizer("de", "de").render("1.000") == "1.000"
