@@ -95,14 +95,15 @@ class Localizer:
             return text
 
         def on(m: re.Match, date: str) -> str:
-            preposition = m["on"] or ""
-            return ("On " if preposition[:1].isupper() else "on ") + date if preposition else date
+            said = m["on"] or ""  # "on" in the case the model wrote its preposition in
+            return ("ON" if said.isupper() and len(said) > 1 else "On" if said[:1].isupper() else "on") + " " + date \
+                if said else date
 
         for item in items:
             if self.dates.fullmatch(item):
                 date = self.render(item)
-                pattern = rf"(?<!\w)(?:(?P<on>[Aa]t|[Ii]n|[Oo]n) )?(?:[Tt]he )?{re.escape(date)}"
-                text = re.sub(pattern, lambda m, date=date: on(m, date), text)
+                pattern = rf"(?<!\w)(?:(?P<on>at|in|on) )?(?:the )?{re.escape(date)}"
+                text = re.sub(pattern, lambda m, date=date: on(m, date), text, flags=re.IGNORECASE)
         return text
 
     def _number(self, item: str) -> str:

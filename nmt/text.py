@@ -13,7 +13,7 @@ import numpy as np
 
 from nmt.brackets import Bracket, put_back, take_out, target_ranges
 from nmt.numbers import Localizer
-from nmt.protect import PLACEHOLDERS, is_symbol, protect, repair, restore
+from nmt.protect import LINK_RE, PLACEHOLDERS, is_symbol, protect, repair, restore
 from nmt.search import Hypothesis
 from nmt.segment import sentence_spans
 from nmt.tokenizer import Tokenizer, normalize
@@ -60,7 +60,9 @@ def is_all_caps(text: str) -> bool:
 
 def casing_style(text: str) -> str:
     """"upper", "lower", "title" (every word capitalised) or "mixed": the first three carry no
-    information about which words are nouns or names, which German spelling otherwise gives."""
+    information about which words are nouns or names, which German spelling otherwise gives.
+    URLs and e-mail addresses do not count: they are written as they must be."""
+    text = LINK_RE.sub(" ", text)
     if is_all_caps(text):
         return "upper"
     letters = [ch for ch in text if ch.isalpha()]
@@ -149,6 +151,15 @@ def compound_head(word: str, known: dict[str, str], min_part: int = 3) -> str | 
     return ok[n] if ok[n] and ok[n] != word else None
 
 
+def _outside_links(text: str, change) -> str:
+    """`change` applied to `text` but its URLs and e-mail addresses (their case is not ours)."""
+    out, last = [], 0
+    for m in LINK_RE.finditer(text):
+        out += [change(text[last:m.start()]), m.group()]
+        last = m.end()
+    return "".join(out) + change(text[last:])
+
+
 def truecase(text: str, forms: dict[str, str], names: bool = True) -> str:
     """Each word in its most frequent training form ("hund" -> "Hund", "EIN" -> "ein", "STRASSE" ->
     "Straße"); a compound of known words takes the casing of its last part; other unknown words
@@ -156,7 +167,7 @@ def truecase(text: str, forms: dict[str, str], names: bool = True) -> str:
     out = []
     for i, word in enumerate(text.split(" ")):
         pre, core, post = _CORE.match(word).groups()
-        if core:
+        if core and not LINK_RE.search(word):
             low = core.lower()
             form = forms.get(low) or forms.get(low.replace("ss", "ß"))
             if form is None:
@@ -284,7 +295,7 @@ class TextProcessor:
         if self.casing == "truecase" and style != "mixed" and self.forms:
             model_text = truecase(model_text, self.forms, names=style != "lower")
         elif upper:
-            model_text = model_text.lower()
+            model_text = _outside_links(model_text, str.lower)
         unfinished = self.complete_punctuation and not _FINAL.search(model_text)
         if unfinished:
             model_text += "."
@@ -415,8 +426,8 @@ class TextProcessor:
             text = _FINAL_STOP.sub("", text)
         if sentence.ending:
             text = _FINAL_STOP.sub("", text) + sentence.ending
-        if sentence.upper:
-            text, pieces = text.upper(), [p.upper() for p in pieces]
+        if sentence.upper:  # all-caps input: the translation in capitals, but URLs and e-mail addresses
+            text, pieces = _outside_links(text, str.upper), [_outside_links(p, str.upper) for p in pieces]
         source = self.source_tokens(sentence) if sentence.align_source else []
         if sentence.shouted and attention is not None and len(attention):
             found = target_ranges(text, pieces, sentence.align_source, source, attention, sentence.shouted)

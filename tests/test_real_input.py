@@ -219,9 +219,19 @@ def test_numbers_and_dates_come_back_as_english_writes_them(client):
     assert "€4.99" in price.text and "on May 3" in date.text and "Mai" not in date.text
     assert "3.5" in english.text  # not a German number: as typed
     assert "1,000" in thousand.sentences[0].best.tokens  # the attention's tokens show what was written
-    [aside, measure] = client.translate(["Ein geschäftiger (34) Tag auf einem Platz.", "Ein Hund läuft (2 Tage) lang."])
+    aside, measure = client.translate(["Ein geschäftiger (34) Tag auf einem Platz.",
+                                       "Ein Hund läuft (2 Tage) lang."])
     assert "(34)" in aside.text and "days" not in aside.text  # not "(34 days)"
     assert "(2 days)" in measure.text
+
+
+def test_links_keep_their_case_whatever_the_casing_of_the_text(client):
+    shouted, quiet = client.translate(["EIN MANN NAMENS GRZEGORZ SCHREIBT AN info@example.de",
+                                       "ein hund bellt auf www.Example.com/Hund"])
+    # a lower-case address made the text "mixed": the capitals stayed capitals for the model, and
+    # "an" came back "on"; the address itself is not ours to upper- or lower-case
+    assert "info@example.de" in shouted.text and shouted.text.replace("info@example.de", "").isupper()
+    assert "GRZEGORZ" in shouted.text and "www.Example.com/Hund" in quiet.text
 
 
 def test_what_people_type_comes_back_whole(client):
