@@ -43,6 +43,7 @@ _NUMBER = r"[+-]?\d(?:[\d.,]*\d)?(?:,[-–](?!\d))?"
 # numbers with a leading zero (identifiers): not quantities, never rewritten
 _NOT_A_QUANTITY = re.compile(r"[/:]|(?<![\d.,])0\d")
 _WHOLE_PRICE = re.compile(r"(?<=\d),[-–]")
+_PERCENT = re.compile(r"(?P<number>[+-]?\d[\d.,]*)\s?%")
 
 
 def _locale(language: str) -> Locale | None:
@@ -68,6 +69,7 @@ class Localizer:
             return
         self._symbols = get_decimal_symbol(self.source), get_group_symbol(self.source)
         self._sign_first = self.target.currency_formats["standard"].pattern.lstrip("#,0.;-").startswith("¤")
+        self._percent = re.sub(r"^[#,0.]+", "", self.target.percent_formats[None].pattern.split(";")[0])  # "%", " %"
         self.dates = self._date_pattern()
         self.measures = self._measure_pattern()
         found = [p.pattern for p in (self.dates, self.measures) if p is not None]
@@ -111,6 +113,8 @@ class Localizer:
             return item
         whole = _WHOLE_PRICE.sub("", item)  # "5,- €": five euros, which English writes "€5"
         converted = _RUN.sub(lambda m: self._run(m.group()), whole)
+        if percent := _PERCENT.fullmatch(converted):  # "50 %" -> "50%", as the target spaces it
+            return percent["number"] + self._percent
         if converted == item:
             return item
         after, before = _SIGN_AFTER.fullmatch(converted), _SIGN_BEFORE.fullmatch(converted)

@@ -11,7 +11,7 @@ def test_german_numbers_are_written_the_english_way():
     cases = {"1.000": "1,000", "2,5": "2.5", "1.234,56": "1,234.56", "-3,5": "-3.5", "1.234.567": "1,234,567",
              "0,5": "0.5", "2,50 Euro": "€2.50", "1,5–2,5 km": "1.5–2.5 km", "(1,5)": "(1.5)",
              "12,50 €": "€12.50", "12,50€": "€12.50", "€12,50": "€12.50", "5,- €": "€5",
-             "12,- Euro": "€12"}
+             "12,- Euro": "€12", "50 %": "50%", "2,5 %": "2.5%"}
     assert {k: GERMAN.render(k) for k in cases} == cases
 
 
@@ -19,7 +19,7 @@ def test_what_is_not_a_german_number_stays_as_typed():
     # English decimals, versions and numeric dates do not parse as German numbers; numbers without
     # separators (years, telephone numbers, ranges, times) need nothing
     for item in ("3.5", "2.0", "12.05.2024", "2024", "0176-1234567", "+49 30 1234567", "10–12", "14:30",
-                 "50 %", "$13", "10km", "#3", "030/123.456", "1,5/2,5", "007,5"):
+                 "$13", "10km", "#3", "030/123.456", "1,5/2,5", "007,5"):
         assert GERMAN.render(item) == item
     # a range is one item: its second number is not a measure of its own
     assert list(protect("Es kostet 3.000-4.000 Euro.", localized=GERMAN.items).items.values()) == ["3.000-4.000 Euro"]
@@ -51,6 +51,7 @@ def test_units_and_currencies_in_words_come_with_their_number():
 
 def test_other_directions_and_unknown_languages():
     english = Localizer("en", "de")
+    assert english.render("50%") == "50\u00a0%"
     assert english.render("1,000.5") == "1.000,5" and english.render("$13.50") == "13,50 $"
     assert english.render("May 12, 2024") == "12. Mai 2024" and english.render("4.99 euros") == "4,99\u00a0€"
     assert english.render("1.5 million euros") == "1,5 Millionen\u00a0€"
