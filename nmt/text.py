@@ -62,7 +62,7 @@ def casing_style(text: str) -> str:
     """"upper", "lower", "title" (every word capitalised) or "mixed": the first three carry no
     information about which words are nouns or names, which German spelling otherwise gives.
     URLs and e-mail addresses do not count: they are written as they must be."""
-    text = LINK_RE.sub(" ", text)
+    text = LINK_RE.sub(" ", text) if _may_link(text) else text
     if is_all_caps(text):
         return "upper"
     letters = [ch for ch in text if ch.isalpha()]
@@ -151,10 +151,15 @@ def compound_head(word: str, known: dict[str, str], min_part: int = 3) -> str | 
     return ok[n] if ok[n] and ok[n] != word else None
 
 
+def _may_link(text: str) -> bool:
+    """Whether `text` may hold a URL or e-mail address (`LINK_RE` is slow on the many that do not)."""
+    return "@" in text or "://" in text or "www." in text
+
+
 def _outside_links(text: str, change) -> str:
     """`change` applied to `text` but its URLs and e-mail addresses (their case is not ours)."""
     out, last = [], 0
-    for m in LINK_RE.finditer(text):
+    for m in LINK_RE.finditer(text) if _may_link(text) else ():
         out += [change(text[last:m.start()]), m.group()]
         last = m.end()
     return "".join(out) + change(text[last:])
@@ -167,7 +172,7 @@ def truecase(text: str, forms: dict[str, str], names: bool = True) -> str:
     out = []
     for i, word in enumerate(text.split(" ")):
         pre, core, post = _CORE.match(word).groups()
-        if core and not LINK_RE.search(word):
+        if core and not (_may_link(word) and LINK_RE.search(word)):
             low = core.lower()
             form = forms.get(low) or forms.get(low.replace("ss", "ß"))
             if form is None:
