@@ -13,9 +13,11 @@ sentence.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 
+from nmt.numbers import Localizer
 from nmt.protect import LINK_RE
 
 _LINE = re.compile(r"[^\n]+")
@@ -88,7 +90,7 @@ def sentence_spans(text: str, lang: str) -> list[tuple[int, int]]:
             else:
                 spans.append((offset + at, offset + at + len(tail)))
     spans = _split_after_runs(text, _join_dot_runs(text, spans))
-    return _join_across_links(text, _join_closers(text, _split_glued(text, spans)))
+    return _join_across_items(text, _join_closers(text, _split_glued(text, spans)), lang)
 
 
 def _after_space(text: str, pos: int, end: int) -> int:
@@ -167,10 +169,17 @@ def _join_closers(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, in
     return out
 
 
-def _join_across_links(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sentences the segmenter ended inside a URL or an e-mail address, joined again: pysbd ends
-    one at the "?" of a query string ("https://example.com/x?" | "y=1")."""
-    links = [m.span() for m in LINK_RE.finditer(text)]
+@functools.lru_cache(maxsize=64)
+def _dates(lang: str) -> re.Pattern | None:
+    return Localizer(lang, lang).dates
+
+
+def _join_across_items(text: str, spans: list[tuple[int, int]], lang: str) -> list[tuple[int, int]]:
+    """Sentences the segmenter ended inside a URL, an e-mail address or a date in words, joined
+    again: pysbd ends one at the "?" of a query string ("https://example.com/x?" | "y=1") and after
+    an abbreviated month ("Am 1. Jan." | "2020 schneit es.")."""
+    dates = _dates(lang) if len(spans) > 1 else None
+    links = [m.span() for m in LINK_RE.finditer(text)] + ([m.span() for m in dates.finditer(text)] if dates else [])
     if not links or len(spans) < 2:
         return spans
     joined = [spans[0]]

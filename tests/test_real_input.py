@@ -37,6 +37,8 @@ def test_segmentation_finds_sentences_and_keeps_the_whitespace_between_them():
     for line in ("Ein Hund rennt über den Sand..", "ein hund rennt", "Ein Hund (braun) rennt!?", "一只狗在跑。"):
         assert sentence_spans(line, "de") == [(0, len(line))]
     assert len(sentence_spans("一只狗在跑。一只猫在睡。", "zh")) == 2  # other scripts' marks count too
+    dated = "Am 1. Jan. 2020 schneit es. Kinder spielen."  # pysbd ended one after "Jan."
+    assert [dated[a:b] for a, b in sentence_spans(dated, "de")] == ["Am 1. Jan. 2020 schneit es.", "Kinder spielen."]
     text = 'Ein Hund bellt.Die Katze schläft. "Ein Hund." "Eine Katze." z.B. in St.Pauli'
     assert [text[a:b] for a, b in sentence_spans(text, "de")] == [  # no space after the mark; quotes
         "Ein Hund bellt.", "Die Katze schläft.", '"Ein Hund."', '"Eine Katze."', "z.B. in St.Pauli"]
