@@ -166,7 +166,7 @@ def localized_items(source: str, reference: str, localizer) -> list[str]:
     language writes them; each must be in the reference (the data file is checked, not trusted)."""
     from nmt.protect import protect
 
-    items = protect(source, localized=localizer.items).items.values()
+    items = protect(source, localized=localizer.spans(source)).items.values()
     # the whole item where the reference has it, else the number without its unit word (English
     # says "a 1.5 meter fence", the rule writes "1.5 meters")
     wanted = [x if x in reference else re.sub(r"\s?[^\W\d_]+$", "", x)

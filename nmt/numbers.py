@@ -8,11 +8,12 @@ A protected number with separators is read the source language's way and written
 changes: "3.5", "2.0" and "12.05.2024" are not German numbers and stay as typed, and numbers without
 separators (years, house and telephone numbers, "10–12", "14:30") are never touched.
 
-Dates in words ("3. Mai", "12. Mai 2024") and numbers with a unit or currency in words ("1,5 Meter",
-"4,99 Euro") are one protected item each, written the target's way ("May 3", "May 12, 2024",
-"1.5 meters", "€4.99"): the model, which saw few of them, dropped the month ("am 12. Mai 2024" gave
-"on the 12 2024") or the unit ("über einen 1,5 Meter hohen Zaun" gave "over a 1.5 with tall fence").
-Symbols ("5 km", "10 %") are international and stay as typed.
+Dates in words ("3. Mai", "12. Mai 2024") and numbers with a unit, currency or scale word in words
+("1,5 Meter", "4,99 Euro", "2 Millionen") are one protected item each, written the target's way
+("May 3", "May 12, 2024", "1.5 meters", "€4.99", "2 million"): the model, which saw few of them,
+dropped the month ("am 12. Mai 2024" gave "on the 12 2024") or the unit ("über einen 1,5 Meter
+hohen Zaun" gave "over a 1.5 with tall fence"). A per cent sign takes the target's spacing ("50 %"
+-> "50%"); other symbols ("5 km", "20 °C") are international and stay as typed.
 """
 
 from __future__ import annotations
@@ -75,6 +76,14 @@ class Localizer:
         found = [p.pattern for p in (self.dates, self.measures) if p is not None]
         self.items = re.compile("|".join(f"(?:{p})" for p in found), re.IGNORECASE) if found else None
 
+    def spans(self, text: str, asides: set[int] = frozenset()) -> list[tuple[int, int]]:
+        """Where `text` has dates and measures in words, each one protected item; not a measure
+        whose number starts at one of `asides` (a number that stood alone in brackets there:
+        "Ein geschäftiger (34) Tag", its brackets taken out, is not "34 days")."""
+        if self.items is None:
+            return []
+        return [m.span() for m in self.items.finditer(text) if not (m["number"] and m.start("number") in asides)]
+
     def render(self, item: str) -> str:
         """A protected item as the target language writes it: a date in words, or a number (with
         its sign, currency sign or unit, in brackets or not); anything else as it is."""
@@ -97,9 +106,10 @@ class Localizer:
             return text
 
         def on(m: re.Match, date: str) -> str:
-            said = m["on"] or ""  # "on" in the case the model wrote its preposition in
-            return ("ON" if said.isupper() and len(said) > 1 else "On" if said[:1].isupper() else "on") + " " + date \
-                if said else date
+            said = m["on"]  # the preposition the model wrote: "on" in its case
+            if not said:
+                return date
+            return ("ON" if said.isupper() else "On" if said[0].isupper() else "on") + " " + date
 
         for item in items:
             if self.dates.fullmatch(item):

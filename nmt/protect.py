@@ -80,23 +80,24 @@ def quotations(text: str) -> list[tuple[int, int]]:
 
 
 def protect(text: str, is_name=None, can_encode=None, quotes: bool = True,
-            localized: re.Pattern | None = None) -> Protected:
+            localized: list[tuple[int, int]] = ()) -> Protected:
     """Replace protected items by placeholders, left to right, at most len(PLACEHOLDERS) of them.
 
     is_name(word) -> bool says whether a word is a name the model cannot know, to be copied as it
     is; the sentence's first word too (its capital says nothing, but is_name looks it up in any
     casing: "Grzegorz fährt" keeps the name, "Ein Mann" is a known word). can_encode(str) -> bool says whether
     the vocabulary covers a word's characters; one it does not cover is protected whole.
-    Short quotations (`quotations`) are one item each, unless `quotes` is False, and so is every
-    match of `localized` (dates and measures in words, which `nmt.numbers` writes the target's way).
+    Short quotations (`quotations`) are one item each, unless `quotes` is False, and so is each
+    span of `localized` (dates and measures in words, which `nmt.numbers` writes the target's way:
+    `Localizer.spans`).
     """
     quoted = quotations(text) if quotes else []
     taken = np.zeros(len(text) + 1, dtype=bool)
     for a, b in quoted:
         taken[a:b] = True
     spans = list(quoted)
-    for pattern in ([localized] if localized is not None else []) + [_ITEM_RE]:
-        found = [m.span() for m in pattern.finditer(text) if not taken[m.start():m.end()].any()]
+    for found in (localized, [m.span() for m in _ITEM_RE.finditer(text)]):
+        found = [(a, b) for a, b in found if not taken[a:b].any()]
         for a, b in found:
             taken[a:b] = True
         spans += found

@@ -13,7 +13,7 @@ import numpy as np
 
 from nmt.brackets import Bracket, put_back, take_out, target_ranges
 from nmt.numbers import Localizer
-from nmt.protect import LINK_RE, PLACEHOLDERS, is_symbol, protect, repair, restore
+from nmt.protect import LINK_RE, PLACEHOLDERS, QUOTES, is_symbol, protect, repair, restore
 from nmt.search import Hypothesis
 from nmt.segment import sentence_spans
 from nmt.tokenizer import Tokenizer, normalize
@@ -105,7 +105,7 @@ def edge_symbols(sentence: str) -> tuple[str, str, str]:
 
 
 # a sentence in quotes as a whole: opening quote -> its closing one
-_QUOTES = {"„": "“", "“": "”", "»": "«", "«": "»", "\"": "\"", "‚": "‘"}
+_QUOTES = {**QUOTES, "‚": "‘"}
 _TRAILING = re.compile(r"\s*[,;:–—-]+$")  # "Ein Hund bellt,": the model reads a sentence, the mark comes back
 _MARKS = (".", ",", ";", ":", "!", "?", "…")
 _SPACE_BEFORE = re.compile(r"(?<=\w) +(?=[,.](?:\s|$))")  # "Ein Hund , der bellt ."
@@ -312,8 +312,8 @@ class TextProcessor:
         hidden: dict[str, int] = {}
         if self.protects:
             # a number alone in brackets is an aside, not the start of a measure ("(34) Tag")
-            localized = None if not self.localize or any(
-                _LONE_NUMBER.fullmatch(align_source[b.start:b.end]) for b in brackets) else self.localizer.items
+            asides = {b.start for b in brackets if _LONE_NUMBER.fullmatch(align_source[b.start:b.end])}
+            localized = self.localizer.spans(model_text, asides) if self.localize else []
             protected = protect(model_text, self._is_name if self.protect_names else None,
                                 self._can_encode, self.quotations, localized)
             model_text, items = protected.text, protected.items

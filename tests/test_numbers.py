@@ -5,6 +5,7 @@ from nmt.numbers import Localizer
 from nmt.protect import protect
 
 GERMAN = Localizer("de", "en")
+RANGE = "Es kostet 3.000-4.000 Euro."
 
 
 def test_german_numbers_are_written_the_english_way():
@@ -22,7 +23,7 @@ def test_what_is_not_a_german_number_stays_as_typed():
                  "$13", "10km", "#3", "030/123.456", "1,5/2,5", "007,5"):
         assert GERMAN.render(item) == item
     # a range is one item: its second number is not a measure of its own
-    assert list(protect("Es kostet 3.000-4.000 Euro.", localized=GERMAN.items).items.values()) == ["3.000-4.000 Euro"]
+    assert list(protect(RANGE, localized=GERMAN.spans(RANGE)).items.values()) == ["3.000-4.000 Euro"]
     assert GERMAN.render("3.000-4.000 Euro") == "3,000-4,000 Euro"
 
 
@@ -30,7 +31,8 @@ def test_dates_in_words_are_one_item_written_the_english_way():
     assert GERMAN.render("3. Mai") == "May 3" and GERMAN.render("12. Mai 2024") == "May 12, 2024"
     assert GERMAN.render("1. Jan. 2020") == "January 1, 2020" and GERMAN.render("29. Februar") == "February 29"
     assert GERMAN.render("31. Februar") == "31. Februar"  # no such date: as typed
-    found = protect("Ein Mann läuft am 3. Mai 2024 und am 4. Juni 5,5 Kilometer.", localized=GERMAN.items)
+    text = "Ein Mann läuft am 3. Mai 2024 und am 4. Juni 5,5 Kilometer."
+    found = protect(text, localized=GERMAN.spans(text))
     assert list(found.items.values()) == ["3. Mai 2024", "4. Juni", "5,5 Kilometer"]
     assert list(protect("Ein Mann läuft am 3. Mai.").items.values()) == ["3"]  # without dates: the number
     assert GERMAN.tidy("A man runs on the May 3 marathon.", ["3. Mai"]) == "A man runs on May 3 marathon."

@@ -221,10 +221,12 @@ def test_numbers_and_dates_come_back_as_english_writes_them(client):
     assert "€4.99" in price.text and "on May 3" in date.text and "Mai" not in date.text
     assert "3.5" in english.text  # not a German number: as typed
     assert "1,000" in thousand.sentences[0].best.tokens  # the attention's tokens show what was written
-    aside, measure = client.translate(["Ein geschäftiger (34) Tag auf einem Platz.",
-                                       "Ein Hund läuft (2 Tage) lang."])
+    aside, measure, both = client.translate(["Ein geschäftiger (34) Tag auf einem Platz.",
+                                             "Ein Hund läuft (2 Tage) lang.",
+                                             "Eine Frau (34) läuft am 3. Mai 5,5 Kilometer."])
     assert "(34)" in aside.text and "days" not in aside.text  # not "(34 days)"
     assert "(2 days)" in measure.text
+    assert "(34)" in both.text and "May 3" in both.text and "5.5 kilometers" in both.text  # an aside beside them
 
 
 def test_links_keep_their_case_whatever_the_casing_of_the_text(client):
