@@ -3,7 +3,7 @@ int8-dynamic, greedy at several batch sizes and beam 5; each engine in its own p
 and ONNX Runtime thread pools fight when they share one).
 
     python bench/engine_bench.py --checkpoint models/checkpoints/demo-de-en.pt \\
-        --bundle fp32=models/demo-de-en --bundle int8=/tmp/int8 [--sentences 256]
+        --bundle fp32=models/demo-de-en --bundle int8=/tmp/int8 [--without-tables fp32] [--sentences 256]
 
 Prints sentences/s per configuration and the ratio to ONNX Runtime fp32, then how close each
 engine's decoder comes to the hardware: decoder row-steps/s (rows x steps over the time outside the
@@ -14,7 +14,11 @@ to the next, and running all the decoder's matmuls (same shapes, so the same meg
 to read per step) with nothing between them; and the decoder step alone at 1, 32 and 128 rows (fed
 back its own output, no search around it), which separates what the graph does from what the
 search around it costs. Every engine runs `--repeats` times, in turn; medians are reported.
-Decoding uses the service's length guard (`max_length_factor`). Saves bench/results/engines.png.
+Decoding uses the service's length guard (`max_length_factor`). ONNX Runtime engines run as the
+server does, with the embedding tables (`service/embedding_tables.py`); `--without-tables NAME` adds
+bundle NAME without them, in the same turns. FLOPs are those of the architecture either way (the
+tables look up 7% of them for the demo model): a faster step shows as a higher rate.
+Saves bench/results/engines.png.
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import sample_sentences  # noqa: E402
 from bench.provenance import write_result  # noqa: E402
+from service.config import EMBEDDING_TABLES_MB  # noqa: E402
 CONFIGS = [("greedy", 1, 1), ("greedy", 1, 32), ("greedy", 1, 128), ("beam 5", 5, 32)]
 STEP_ROWS = (1, 32, 128)  # rows of the decoder step timed alone
 
 
-def measure(kind: str, path: str, count: int) -> None:
+def measure(kind: str, path: str, count: int, tables_mb: float) -> None:
     """Child process: time every configuration on one engine, print JSON lines."""
     from nmt.search import SearchOptions, pad_batch, translate_batch
     from nmt.tokenizer import Tokenizer
@@ -62,7 +67,7 @@ def measure(kind: str, path: str, count: int) -> None:
         from service.onnx_engine import OnnxEngine
 
         bundle = load_bundle(path)
-        engine = OnnxEngine(bundle, threads=2)
+        engine = OnnxEngine(bundle, threads=2, embedding_tables_mb=tables_mb)
         tok = Tokenizer(bundle.source_tokenizer)
     ids = tok.encode_batch(sample_sentences(count))
     counted = Counted(engine)
@@ -187,21 +192,25 @@ def main() -> None:
     p.add_argument("--checkpoint", default=str(ROOT / "models" / "checkpoints" / "demo-de-en.pt"))
     p.add_argument("--bundle", action="append", metavar="NAME=PATH",
                    help="bundles to compare (default fp32=models/demo-de-en)")
+    p.add_argument("--without-tables", action="append", default=[], metavar="NAME",
+                   help="also run bundle NAME with the embedding tables off (--embedding-tables-mb 0)")
     p.add_argument("--sentences", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3, help="runs of every engine, in turn; medians reported")
-    p.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.measure:
-        return measure(args.measure[0], args.measure[1], args.sentences)
-    engines = [("pytorch", "pytorch", args.checkpoint)]
+        return measure(args.measure[0], args.measure[1], args.sentences, float(args.measure[2]))
+    engines = [("pytorch", "pytorch", args.checkpoint, 0.0)]
     for item in args.bundle or [f"fp32={ROOT / 'models' / 'demo-de-en'}"]:
         name, _, path = item.partition("=")
-        engines.append((f"onnx {name}", "onnx", path))
+        engines.append((f"onnx {name}", "onnx", path, EMBEDDING_TABLES_MB))
+        if name in args.without_tables:
+            engines.append((f"onnx {name}, no tables", "onnx", path, 0.0))
     # every engine `repeats` times, in turn: this shared machine's speed drifts over minutes
-    runs: dict[str, list[dict[str, dict]]] = {label: [] for label, _, _ in engines}
+    runs: dict[str, list[dict[str, dict]]] = {label: [] for label, *_ in engines}
     for _ in range(args.repeats):
-        for label, kind, path in engines:
-            out = subprocess.run([sys.executable, __file__, "--measure", kind, path, "--sentences",
+        for label, kind, path, tables_mb in engines:
+            out = subprocess.run([sys.executable, __file__, "--measure", kind, path, str(tables_mb), "--sentences",
                                   str(args.sentences)], capture_output=True, text=True, check=True, cwd=ROOT)
             lines = [json.loads(line) for line in out.stdout.splitlines()]
             runs[label].append({r.pop("config", None) or r.pop("step"): r for r in lines})
@@ -213,7 +222,7 @@ def main() -> None:
                for label, per_config in decoder.items()}
     base = results.get("onnx fp32") or next(iter(results.values()))
     configs = list(next(iter(results.values())))
-    archs = {label: architecture(kind, path) for label, kind, path in engines}  # bundles may differ in vocabulary
+    archs = {label: architecture(kind, path) for label, kind, path, _ in engines}  # bundles may differ in vocabulary
     # average rows per step -> GFLOP/s of the output projection's MatMul alone (its fp32
     # weights stay in the caches) and of all the decoder's MatMuls (its whole weights, as a step reads them)
     reference: dict[tuple, tuple[float, float]] = {}
@@ -232,16 +241,16 @@ def main() -> None:
                              "decoder": {k: {c: {n: round(v, 3) for n, v in d.items()} for c, d in r.items()}
                                          for k, r in decoder.items()}})
     print(f"\nsentences/s ({args.sentences} test sentences; ratio to onnx fp32)\n")
-    print(f"{'engine':<20}" + "".join(f"{c:>22}" for c in configs))
+    print(f"{'engine':<24}" + "".join(f"{c:>22}" for c in configs))
     for label, rates in results.items():
-        print(f"{label:<20}" + "".join(f"{rates[c]:>12.1f} ({rates[c] / base[c]:4.2f}x)" for c in configs))
+        print(f"{label:<24}" + "".join(f"{rates[c]:>12.1f} ({rates[c] / base[c]:4.2f}x)" for c in configs))
     print("\ndecoder: row-steps/s, GFLOP/s, and the same as a share of the output projection's MatMul alone"
           " and of all the decoder's MatMuls, at the same average rows per step\n")
-    print(f"{'engine':<12}{'config':<30}{'rows/step':>10}{'row-steps/s':>13}{'GFLOP/s':>9}"
+    print(f"{'engine':<24}{'config':<30}{'rows/step':>10}{'row-steps/s':>13}{'GFLOP/s':>9}"
           f"{'MatMul':>8}{'share':>7}{'all':>7}{'share':>7}{'encoder':>9}")
     for label, per_config in decoder.items():
         for config, d in per_config.items():
-            print(f"{label:<12}{config:<30}{d['rows_per_step']:>10.1f}{d['row_steps_per_s']:>13.0f}"
+            print(f"{label:<24}{config:<30}{d['rows_per_step']:>10.1f}{d['row_steps_per_s']:>13.0f}"
                   f"{d['gflops']:>9.1f}{d['matmul_gflops']:>8.1f}{d['gflops'] / d['matmul_gflops']:>7.0%}"
                   f"{d['weights_gflops']:>7.0f}{d['gflops'] / d['weights_gflops']:>7.0%}{d['encoder_share']:>9.0%}")
     try:

@@ -62,6 +62,9 @@ class SchedulerConfig:
     max_failures: int = 3  # engine failures in a row before health turns NOT_SERVING
 
 
+EMBEDDING_TABLES_MB = 256.0  # the demo model's take 35 MB
+
+
 @dataclass
 class ServerConfig:
     bundles: list[str] = field(default_factory=lambda: [DEMO_BUNDLE])
@@ -72,6 +75,7 @@ class ServerConfig:
     cors_origins: str = "*"  # origins whose pages may call the HTTP API (comma-separated; empty: none)
     threads: int = 0  # ONNX Runtime intra-op threads (0: one per core)
     int8_kernels: str = "auto"  # auto | int8 | fp32: how int8 bundles run (service/int8.py)
+    embedding_tables_mb: float = EMBEDDING_TABLES_MB  # per model (service/embedding_tables.py; 0: off)
     grace_seconds: float = 10.0
     tls_cert: str = ""
     tls_key: str = ""
@@ -94,6 +98,9 @@ FLAGS = [
     ("threads", None, "threads", int, "ONNX Runtime threads (0: the CPUs the container may use: cgroup quota, affinity)"),
     ("int8-kernels", None, "int8_kernels", str,
      "int8 bundles: auto (int8 where the CPU has int8 dot products, else fp32 weights), int8 or fp32"),
+    ("embedding-tables-mb", None, "embedding_tables_mb", float,
+     "memory per model for the decoder's embedding products as tables, computed at load (0: off; "
+     "a model whose tables need more keeps its matmuls)"),
     ("grace-seconds", None, "grace_seconds", float, "graceful-shutdown grace period"),
     ("tls-cert", None, "tls_cert", str, "server certificate (PEM); enables TLS"),
     ("tls-key", None, "tls_key", str, "server private key (PEM)"),
@@ -168,6 +175,8 @@ def parse_args(argv: list[str] | None = None, environ: dict | None = None) -> Se
         parser.error(f"--scheduler must be continuous or static, got {cfg.scheduler.kind!r}")
     if cfg.int8_kernels not in ("auto", "int8", "fp32"):
         parser.error(f"--int8-kernels must be auto, int8 or fp32, got {cfg.int8_kernels!r}")
+    if cfg.embedding_tables_mb < 0:
+        parser.error(f"--embedding-tables-mb must be >= 0, got {cfg.embedding_tables_mb}")
     if bool(cfg.tls_cert) != bool(cfg.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     if cfg.tls_client_ca and not cfg.tls_cert:

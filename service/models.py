@@ -10,7 +10,7 @@ from nmt.bundle import Bundle, BundleError, load_bundle
 from nmt.search import SearchOptions, translate_batch
 from nmt.text import TextProcessor
 from nmt.tokenizer import Tokenizer
-from service.config import SchedulerConfig
+from service.config import EMBEDDING_TABLES_MB, SchedulerConfig
 from service.cpus import available_cpus
 from service.metrics import Metrics
 from service.onnx_engine import OnnxEngine
@@ -59,7 +59,7 @@ def text_processor(bundle: Bundle, source: Tokenizer, target: Tokenizer) -> Text
 
 
 def load_models(paths: list[str], metrics: Metrics, cfg: SchedulerConfig, threads: int,
-                int8_kernels: str = "auto") -> dict[str, Model]:
+                int8_kernels: str = "auto", embedding_tables_mb: float = EMBEDDING_TABLES_MB) -> dict[str, Model]:
     """Load and validate every bundle; a bad bundle ends start-up with a message naming it."""
     models: dict[str, Model] = {}
     threads = threads or available_cpus()  # 0: what the container may use, not the host's cores
@@ -68,8 +68,10 @@ def load_models(paths: list[str], metrics: Metrics, cfg: SchedulerConfig, thread
         bundle = load_bundle(path)
         if bundle.name in models:
             raise BundleError(f"{path}: model name {bundle.name!r} is already served by another bundle")
-        engine = OnnxEngine(bundle, threads, int8_kernels)
-        log.info("model %s: %s kernels (%s)", bundle.name, engine.kernels, engine.kernels_reason)
+        engine = OnnxEngine(bundle, threads, int8_kernels, embedding_tables_mb)
+        log.info("model %s: %s kernels (%s); embedding tables: %s", bundle.name, engine.kernels,
+                 engine.kernels_reason, f"{engine.embedding_tables_bytes / 2**20:.1f} MB"
+                 if engine.embedding_tables_bytes else f"none (budget {embedding_tables_mb:g} MB)")
         source, target = Tokenizer(bundle.source_tokenizer), Tokenizer(bundle.target_tokenizer)
         model = Model(bundle, engine, source, target, Scheduler(engine, bundle.name, metrics, cfg),
                       text_processor(bundle, source, target))

@@ -28,6 +28,8 @@ from nmt.engine import RecurrentState, State
 from nmt.shortlist import Shortlist
 from service import int8
 from service.cpus import int8_dot_products
+from service.config import EMBEDDING_TABLES_MB
+from service.embedding_tables import fold_embedding
 from service.shortlist_graph import shortlist_decoder
 
 _pool_lock = threading.Lock()
@@ -70,9 +72,12 @@ def _check_signature(session: ort.InferenceSession, spec: dict, file: str) -> No
 
 
 class OnnxEngine(RecurrentState):
-    def __init__(self, bundle: Bundle, threads: int = 0, int8_kernels: str = "auto") -> None:
+    def __init__(self, bundle: Bundle, threads: int = 0, int8_kernels: str = "auto",
+                 embedding_tables_mb: float = EMBEDDING_TABLES_MB) -> None:
         _global_pool(threads)
         self.bundle = bundle
+        self.embedding_tables_mb = embedding_tables_mb
+        self.embedding_tables_bytes = 0  # memory the decoder's embedding tables take (0: none)
         # kernels: "int8" or "fp32", and why (ListModels and the start-up log say it)
         self.kernels, self.kernels_reason = int8.choose(
             int8_kernels, bundle.manifest.get("quantization", "none"), int8_dot_products())
@@ -82,7 +87,7 @@ class OnnxEngine(RecurrentState):
         self.vocab_size = int(bundle.manifest["architecture"]["tgt_vocab_size"])
         graphs = bundle.manifest["graphs"]
         self.encoder = self._session(graphs["encoder"])
-        self.decoder = self._session(graphs["decoder"])
+        self.decoder = self._session(graphs["decoder"], decoder=True)
         self.encoder_outputs = [o["name"] for o in graphs["encoder"]["outputs"]]
         self.decoder_outputs = [o["name"] for o in graphs["decoder"]["outputs"]]
         self.shortlist: Shortlist | None = None
@@ -109,16 +114,16 @@ class OnnxEngine(RecurrentState):
         shortlist is off by default, and the session costs start-up time and a second copy of the
         decoder's weights."""
         if self.shortlist_decoder is None:
-            model = self._graph(self.bundle.manifest["graphs"]["decoder"])
+            model = self._graph(self.bundle.manifest["graphs"]["decoder"], decoder=True)
             model = model if isinstance(model, onnx.ModelProto) else onnx.load(model)
             model, self._out_weight, self._out_bias = shortlist_decoder(model)
             self.shortlist_decoder = inference_session(model.SerializeToString())
         return self.shortlist_decoder
 
-    def _session(self, spec: dict) -> ort.InferenceSession:
+    def _session(self, spec: dict, decoder: bool = False) -> ort.InferenceSession:
         path = self.bundle.file(spec["file"])
         try:
-            graph = self._graph(spec)
+            graph = self._graph(spec, decoder)
             if isinstance(graph, onnx.ModelProto):
                 graph = graph.SerializeToString()
             session = inference_session(graph)
@@ -127,12 +132,17 @@ class OnnxEngine(RecurrentState):
         _check_signature(session, spec, str(path))
         return session
 
-    def _graph(self, spec: dict) -> onnx.ModelProto | str:
-        """A graph of the bundle as this engine runs it: its path, or the dequantized model."""
+    def _graph(self, spec: dict, decoder: bool = False) -> onnx.ModelProto | str:
+        """A graph of the bundle as this engine runs it: its path, or the model rewritten at load
+        (dequantized; the decoder's embedding products as tables, `service/embedding_tables.py`)."""
         path = str(self.bundle.file(spec["file"]))
+        model = None
         if self.kernels == "fp32" and self.bundle.manifest.get("quantization") == "int8":
-            return int8.dequantize(onnx.load(path))
-        return path
+            model = int8.dequantize(onnx.load(path))
+        if decoder and self.embedding_tables_mb > 0:
+            model = model or onnx.load(path)
+            self.embedding_tables_bytes = fold_embedding(model, self.vocab_size, int(self.embedding_tables_mb * 2**20))
+        return model or path
 
     def encode(self, src_ids: np.ndarray, src_lengths: np.ndarray,
                shortlist: np.ndarray | None = None) -> State:
