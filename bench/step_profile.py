@@ -82,7 +82,7 @@ def decoder_parts(bundle_path: str, rows: int, directory: str) -> dict[str, floa
     feed = {name: state[name] for name in engine.state_names + list(engine.SOURCE_KEYS)}
     feed["prev_ids"] = np.full(rows, engine.bos_id, np.int64)
     feed["k"] = np.array([2], np.int64)
-    graph = engine._graph(bundle.manifest["graphs"]["decoder"])
+    graph = engine._graph(bundle.manifest["graphs"]["decoder"], decoder=True)  # as the service runs it
     session = profiled(graph if isinstance(graph, str) else graph.SerializeToString(), directory)
     parts: dict[str, float] = collections.Counter()
     for (node, op), us in node_times(session, feed, STEPS).items():
