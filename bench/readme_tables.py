@@ -218,7 +218,7 @@ def step_profile() -> str:
     r = _load("step-profile-demo-de-en")
     rows = r["rows"]
     parts = {int(k): v for k, v in r["parts_us"].items()}
-    names = sorted({k for v in parts.values() for k in v}, key=lambda k: -parts[rows[-1]].get(k, 0.0))
+    names = sorted({k for v in parts.values() for k in v}, key=lambda k: (-parts[rows[-1]].get(k, 0.0), k))  # ties: by name
     lines = ["| part of the decoder step (kind of node) | " + " | ".join(f"{n} row{'s' if n > 1 else ''}" for n in rows) + " |",
              "|---" * (len(rows) + 1) + "|"]
     for name in names:
