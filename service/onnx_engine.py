@@ -60,7 +60,12 @@ def inference_session(model: bytes | str, threads: int = 0) -> ort.InferenceSess
     """A CPU session as the service runs it, on the process-wide pool (created with `threads` if
     none exists yet; 0: ONNX Runtime's default)."""
     _global_pool(threads)
-    return ort.InferenceSession(model, session_options(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model, session_options(), providers=["CPUExecutionProvider"])
+    # ONNX Runtime's Python wrapper keeps a model given as bytes for as long as the session lives
+    # (its own TODO says so), only to retry creating it: a rewritten decoder's 46 MB, for nothing.
+    if isinstance(model, bytes) and getattr(session, "_model_bytes", None) is model:
+        session._model_bytes = None
+    return session
 
 
 def _check_signature(session: ort.InferenceSession, spec: dict, file: str) -> None:

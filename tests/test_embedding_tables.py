@@ -90,3 +90,34 @@ def test_translations_with_tables_are_those_without(path, kernels):
         # int8 kernels quantize the embedding's activations too, the table does not: rarely a word differs
         assert same >= len(SENTENCES) - (1 if kernels == "int8" else 0), (outputs[0, beam], outputs[256, beam])
     assert "man" in outputs[256, 1][0].lower()
+
+
+def test_tables_cost_the_server_about_their_own_size_in_memory():
+    """Resident memory an engine adds, with and without tables, in a fresh process: the difference
+    is the tables (and the fp32 rest of the two weights), not copies of the rewritten graph."""
+    import subprocess
+    import sys
+
+    script = f"""
+import gc
+from nmt.bundle import load_bundle
+from service.models import _release_freed_memory
+from service.onnx_engine import OnnxEngine
+
+def rss():
+    gc.collect()
+    _release_freed_memory()
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) * 1024
+
+bundle = load_bundle({str(DEMO)!r})
+start = rss()
+plain = OnnxEngine(bundle, 2, embedding_tables_mb=0)
+middle = rss()
+tables = OnnxEngine(bundle, 2)
+print(middle - start, rss() - middle, tables.embedding_tables_bytes)
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=DEMO.parents[1])
+    assert run.returncode == 0, run.stderr[-2000:]
+    plain, with_tables, table_bytes = map(int, run.stdout.split())
+    assert with_tables - plain < 1.5 * table_bytes, (plain, with_tables, table_bytes)
