@@ -170,8 +170,9 @@ async def serve(cfg: ServerConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await srv.start(cfg.host, cfg.http_port)
-    log.info("serving %s on port %d (HTTP on %s, metrics on %s), scheduler %s",
-             ", ".join(srv.models), srv.port, srv.http_port or "off", cfg.metrics_port or "off", cfg.scheduler.kind)
+    log.info("serving %s on port %d (HTTP %s, metrics %s), scheduler %s",
+             ", ".join(srv.models), srv.port, f"on {srv.http_port}" if srv.http_port else "off",
+             f"on {cfg.metrics_port}" if cfg.metrics_port else "off", cfg.scheduler.kind)
     await stop.wait()
     log.info("shutting down: finishing calls in flight (grace %.1fs)", cfg.grace_seconds)
     await srv.stop(cfg.grace_seconds)
