@@ -6,7 +6,7 @@ and the context: Luong's h~ with the embedding). The embedding is one of V rows,
 with those weights, bias included, is one of V rows too. The engine computes these tables once, at
 load, and a step gathers one row per hypothesis instead of reading the weights and multiplying:
 for the demo model 2 MB of the 21 MB of weights a fp32 step reads, and 7% of its multiply-adds
-(bench/engine_bench.py measures the effect). The price is memory, V x outputs floats (37 MB for the
+(bench/engine_bench.py measures the effect). The price is memory, V x outputs floats (35 MB for the
 demo model); a graph whose tables would exceed the budget (`--embedding-tables-mb`) is left as it is.
 
 Works on the decoder as exported (Gemm), as dequantized at load (MatMul + Add) and as int8
@@ -213,23 +213,25 @@ def _folded(name: str, concat: onnx.NodeProto | None, linear: dict, embedding: n
         tables.append(kept)
         nodes.append(helper.make_node("Gemm", [x, kept.name, gathered], [out], transB=1, name=prefix))
         return nodes, tables
-    nodes += _nbits_rest(linear, x, f"{out}_rest", start // block, width // block, prefix, tables)
+    rest_node, rest_weights = _nbits_rest(linear, x, f"{out}_rest", start // block, width // block, prefix)
+    nodes.append(rest_node)
+    tables += rest_weights
     nodes.append(helper.make_node("Add", [f"{out}_rest", gathered], [out], name=f"{prefix}/add_table"))
     return nodes, tables
 
 
-def _nbits_rest(linear: dict, x: str, out: str, first: int, count: int, prefix: str, tables: list) -> list:
-    """The int8 MatMulNBits without the embedding's blocks of K (whole blocks: the rest stays exact)."""
+def _nbits_rest(linear: dict, x: str, out: str, first: int, count: int, prefix: str):
+    """The int8 MatMulNBits without the embedding's blocks of K (whole blocks: the rest stays exact),
+    and its weights."""
     attrs, quantized, scales = linear["attrs"], linear["q8"], linear["scales"]
     keep = np.r_[0:first, first + count:quantized.shape[1]]
     q = numpy_helper.from_array(np.ascontiguousarray(quantized[:, keep]), f"{prefix}/rest_q8")
     s = numpy_helper.from_array(np.ascontiguousarray(scales.reshape(quantized.shape[0], -1)[:, keep].reshape(-1)),
                                 f"{prefix}/rest_scales")
-    tables += [q, s]
     k = attrs["K"] - count * attrs["block_size"]
-    new_attrs = {**attrs, "K": k}
-    return [helper.make_node("MatMulNBits", [x, q.name, s.name], [out], domain="com.microsoft",
-                             name=f"{prefix}/rest", **new_attrs)]
+    node = helper.make_node("MatMulNBits", [x, q.name, s.name], [out], domain="com.microsoft",
+                            name=f"{prefix}/rest", **{**attrs, "K": k})
+    return node, [q, s]
 
 
 def _live(graph: onnx.GraphProto, nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
