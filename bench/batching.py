@@ -3,7 +3,9 @@
 gRPC), against the engine alone translating the same sentences in batches of 32. Separates what
 the scheduler costs from what the server's front costs (`serve_bench.py` has the served rates),
 and says where the scheduler's time went (from its own metrics): sentences admitted together,
-encoding (with merging the new rows into the batch) per sentence, decoder rows and time per step.
+encoding (with merging the new rows into the batch) per sentence, decoder rows and time per step;
+and inside the engine (its calls timed around them, over all measured runs): the encoder per
+sentence, a decoder row-step, and the source positions a row attends over, padded and real.
 
     python bench/batching.py [--bundle models/demo-de-en] [--sentences 256] [--repeats 7]
 
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import sample_sentences  # noqa: E402
+from bench.engine_bench import Counted  # noqa: E402
 from bench.provenance import write_result  # noqa: E402
 
 
@@ -39,6 +42,16 @@ def where_time_went(metrics) -> dict:
     return {"sentences_per_encode": round(sentences / encodes, 2), "encode_us_per_sentence": round(1e6 * encode_s / sentences, 1),
             "rows_per_step": round(v[("translator_batch_rows_sum", "")] / v[("translator_batch_rows_count", "")], 2),
             "step_us": round(1e6 * step_s / steps, 1)}
+
+
+def inside_the_engine(engine) -> dict:
+    """The engine's own calls, timed around them: what the encoder costs a sentence, what a decoder
+    row-step costs, and the source positions a row attends over (padded to the batch's longest) and
+    its real ones."""
+    return {"encoder_us_per_sentence": round(1e6 * engine.encode_s / engine.sentences, 1),
+            "row_step_us": round(1e6 * engine.step_s / engine.rows, 1),
+            "positions_per_row": round(engine.positions / engine.rows, 1),
+            "real_positions_per_row": round(engine.real_positions / engine.rows, 1)}
 
 
 def main() -> None:
@@ -62,9 +75,10 @@ def main() -> None:
     ids = [tok.encode(t) for t in sample_sentences(args.sentences)]
     factor = Defaults().max_length_factor
 
-    alone = OnnxEngine(bundle)
+    alone = Counted(OnnxEngine(bundle))
     configs = ["continuous", "static"]
-    schedulers = {c: Scheduler(OnnxEngine(bundle), "m", Metrics(), SchedulerConfig(kind=c)) for c in configs}
+    schedulers = {c: Scheduler(Counted(OnnxEngine(bundle)), "m", Metrics(), SchedulerConfig(kind=c)) for c in configs}
+    engines = {"engine alone": alone, **{c: s.engine for c, s in schedulers.items()}}
     for s in schedulers.values():
         s.start()
 
@@ -107,6 +121,8 @@ def main() -> None:
             for c, s in schedulers.items():
                 served(s, options)  # warm up
                 s.metrics = Metrics()  # count the measured runs only
+            for engine in engines.values():
+                engine.reset()
             for _ in range(args.repeats):
                 runs["engine alone"].append(by_itself(options)[0])
                 for c, s in schedulers.items():
@@ -120,6 +136,7 @@ def main() -> None:
                        "vs_engine": round(rate / base, 3), "identical": same.get(key, True)}
                 if key in schedulers:
                     row.update(where_time_went(schedulers[key].metrics))
+                row.update(inside_the_engine(engines[key]))
                 rows.append(row)
                 print(row, flush=True)
     finally:
@@ -134,6 +151,11 @@ def main() -> None:
         if "rows_per_step" in r:
             print(f"| {r['beam']} | {r['config']} | {r['sentences_per_encode']:.1f} | {r['encode_us_per_sentence']:.0f} "
                   f"| {r['rows_per_step']:.1f} | {r['step_us']:.0f} |")
+    print("\n| beam | configuration | encoder, us per sentence | decoder, us per row-step | source positions per row, padded / real |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['beam']} | {r['config']} | {r['encoder_us_per_sentence']:.0f} | {r['row_step_us']:.1f} "
+              f"| {r['positions_per_row']:.1f} / {r['real_positions_per_row']:.1f} |")
     write_result("batching", {"sentences": len(ids), "clients": args.clients, "repeats": args.repeats,
                               "bundle": Path(args.bundle).name, "rows": rows})
 

@@ -104,30 +104,38 @@ def measure(kind: str, path: str, count: int, tables_mb: float) -> None:
 
 
 class Counted:
-    """An engine that counts decoder rows and steps and times the encoder."""
+    """An engine that counts decoder rows and steps, times its calls, and counts the source
+    positions the steps attend over: padded (the batch's width) and real (the mask's)."""
 
     def __init__(self, engine) -> None:
         self.engine = engine
         self.reset()
 
     def reset(self) -> None:
-        self.rows = self.steps = 0
-        self.encode_s = 0.0
+        self.rows = self.steps = self.sentences = self.positions = self.real_positions = 0
+        self.encode_s = self.step_s = 0.0
 
     def __getattr__(self, name):
         return getattr(self.engine, name)
 
-    def encode(self, src_ids, src_lengths):
+    def encode(self, src_ids, src_lengths, shortlist=None):
         started = time.perf_counter()
         try:
-            return self.engine.encode(src_ids, src_lengths)
+            return self.engine.encode(src_ids, src_lengths, shortlist)
         finally:
             self.encode_s += time.perf_counter() - started
+            self.sentences += len(src_ids)
 
     def step(self, prev_ids, state, k):
         self.rows += len(prev_ids)
         self.steps += 1
-        return self.engine.step(prev_ids, state, k)
+        self.positions += state["mask"].size
+        self.real_positions += int(state["mask"].sum())
+        started = time.perf_counter()
+        try:
+            return self.engine.step(prev_ids, state, k)
+        finally:
+            self.step_s += time.perf_counter() - started
 
 
 def weight_shapes(arch: dict) -> list[tuple[int, int]]:

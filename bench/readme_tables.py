@@ -254,9 +254,15 @@ def batching() -> str:
         detail = (f"{row['sentences_per_encode']:.1f} | {row['encode_us_per_sentence']:.0f} | {row['rows_per_step']:.1f} "
                   f"| {row['step_us']:.0f}") if "step_us" in row else " |  |  | "
         lines.append(f"| {row['beam']} | {row['config']} | {row['per_s']:.1f} | {row['vs_engine']:.0%} | {detail} |")
+    lines += ["", "| beam | configuration | encoder, us per sentence | decoder, us per row-step "
+              "| source positions per row, padded / real |", "|---|---|---|---|---|"]
+    lines += [f"| {row['beam']} | {row['config']} | {row['encoder_us_per_sentence']:.0f} | {row['row_step_us']:.1f} "
+              f"| {row['positions_per_row']:.1f} / {row['real_positions_per_row']:.1f} |"
+              for row in r["rows"] if "row_step_us" in row]
     same = all(row["identical"] for row in r["rows"])
     note = (f"Medians of {r['repeats']} runs of every configuration, taken in turn; {r['sentences']} test sentences; "
-            f"outputs {'identical to the engine alone in every run' if same else 'NOT all identical to the engine alone'}.")
+            f"outputs {'identical to the engine alone in every run' if same else 'NOT all identical to the engine alone'}. "
+            "Second table: the engine's calls timed around them, over all the measured runs.")
     return "\n".join(lines) + "\n\n" + note + "\n\n" + _source(r)
 
 
