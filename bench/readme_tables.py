@@ -266,6 +266,17 @@ def batching() -> str:
     return "\n".join(lines) + "\n\n" + note + "\n\n" + _source(r)
 
 
+def embedding_tables() -> str:
+    r = _load("embedding-tables")
+    lines = ["| bundle (kernels) | decoding | BLEU, tables off -> on | outputs identical | engine's resident memory, off -> on |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {x['bundle']} ({x['kernels']}) | {x['decoding']} | {x['bleu_off']:.2f} -> {x['bleu_on']:.2f} "
+              f"| {x['identical']:.1%} | {x['engine_mb']:.0f} -> {x['engine_with_tables_mb']:.0f} MB "
+              f"(tables {x['tables_mb']:.0f} MB) |" for x in r["rows"]]
+    return (f"{r['sentences']} {r['split']} captions through the served text pipeline.\n\n" + "\n".join(lines)
+            + "\n\n" + _source(r))
+
+
 def vocab_trim() -> str:
     r = _load("vocab-trim")
     pieces = r["target_pieces"]
@@ -280,7 +291,7 @@ def vocab_trim() -> str:
     return "\n".join(lines) + "\n\n" + _source(r)
 
 
-TABLES = {"batching": batching, "vocab_trim": vocab_trim, "step_profile": step_profile, "serve_profile": serve_profile, "decoder": decoder, "shortlist": shortlist, "serve": serve, "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
+TABLES = {"embedding_tables": embedding_tables, "batching": batching, "vocab_trim": vocab_trim, "step_profile": step_profile, "serve_profile": serve_profile, "decoder": decoder, "shortlist": shortlist, "serve": serve, "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
 
 
 def render(text: str) -> str:
