@@ -87,7 +87,7 @@ def measure(kind: str, path: str, count: int, tables_mb: float) -> None:
                           "encoder_share": counted.encode_s / elapsed,
                           "source_tokens": sum(map(len, ids[:n])) / n}), flush=True)
     for rows in STEP_ROWS:  # the decoder step alone, fed back its own output: no search around it
-        src, lengths = pad_batch(ids[:rows])
+        src, lengths = pad_batch([ids[i % len(ids)] for i in range(rows)])  # --sentences may be fewer
         state = engine.prepare(engine.encode(src, lengths))
         prev = np.full(rows, engine.bos_id, np.int64)
         for _ in range(5):  # warm up
