@@ -328,3 +328,39 @@ def test_markup_without_words_comes_back_as_it_was_and_empty_elements_stay_whole
                                                         "source": "de", "target": "en", "format": "html"})
     assert status == 200 and "<b></b>" in data["translatedText"] and "<img src=a.png>" in data["translatedText"]
     assert data["translatedText"].startswith("<p>") and data["translatedText"].endswith("</p>")
+
+
+def test_language_detection_holds_only_the_served_languages():
+    """The detector ranks as py3langid restricted to the served languages does, without keeping
+    the model of all its languages in the server's memory (28 MB)."""
+    import gc
+    import tracemalloc
+
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    from service.languages import Detector
+
+    def held(make):
+        gc.collect()
+        tracemalloc.start()
+        try:
+            made = make()
+            gc.collect()
+            return made, tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+
+    def restricted():
+        identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        identifier.set_languages(["de", "en", "fr"])
+        return identifier
+
+    reference, reference_bytes = held(restricted)
+    detector, detector_bytes = held(lambda: Detector(["de", "en", "fr", "xx"]))
+    assert detector.languages == ["de", "en", "fr"]
+    for text in ("Ein Mann fährt mit dem Fahrrad durch die Stadt.", "A man is riding a bike",
+                 "Un homme fait du vélo", "DER HUND", "ok", "12345", ""):
+        assert [(c, round(p, 6)) for c, p in detector.rank(text)] == \
+            [(c, round(p, 6)) for c, p in reference.rank(text)], text
+    whole_model = reference._full_model[0].nbytes
+    assert reference_bytes - detector_bytes > 0.9 * whole_model, (reference_bytes, detector_bytes, whole_model)
