@@ -128,10 +128,11 @@ def plot(rows: list[dict]) -> None:
     ax.plot(x, [r["per_s"] for r in rows], "o-", color="#4c72b0")
     ax.set_xlabel("requests served")
     ax.set_ylabel("requests/s", color="#4c72b0")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, max(r["per_s"] for r in rows) * 1.15)
     ax2 = ax.twinx()
     ax2.plot(x, [r["rss_mb"] for r in rows], "s--", color="#c44e52")
     ax2.set_ylabel("server RSS (MB)", color="#c44e52")
+    ax2.set_ylim(0, max(r["rss_mb"] for r in rows) * 1.15)  # from zero: a flat line reads as flat, not as noise
     ax.set_title("soak: throughput and memory per block")
     fig.tight_layout()
     fig.savefig(RESULTS / "soak.png", dpi=120)
