@@ -169,6 +169,14 @@ def serve() -> str:
     if r.get("repeats", 1) > 1:
         note += (f" Medians of {r['repeats']} runs of every configuration, taken in turn; latency percentiles "
                  "over all their ordinary calls.")
+    by = {(row["clients"], row["beam"], row["scheduler"]): row for row in r["rows"]}
+    pairs = [(f"{clients}, beam {beam}", row, by[clients, beam, "static"]) for (clients, beam, scheduler), row in by.items()
+             if scheduler == "continuous" and (clients, beam, "static") in by]
+    if pairs:  # what the targets for continuous batching read
+        lines += ["", "| continuous batching against static | sentences/s, continuous over static "
+                  "| p99 of the ordinary calls, static over continuous |", "|---|---|---|"]
+        lines += [f"| {what} | {cont['per_s'] / stat['per_s']:.0%} | {stat['p99_ms'] / cont['p99_ms']:.2f}x |"
+                  for what, cont, stat in pairs]
     return "\n".join(lines) + note + "\n\n" + _source(r)
 
 
@@ -198,6 +206,15 @@ def engines() -> str:
     lines = ["| engine | " + " | ".join(configs) + " |", "|---" * (len(configs) + 1) + "|"]
     for engine, rates in r["rates"].items():
         lines.append(f"| {engine} | " + " | ".join(f"{rates[c]:.1f} ({rates[c] / base[c]:.2f}x)" for c in configs) + " |")
+    ratios = []  # (what, numerator, denominator): what the targets and the prose read
+    if "pytorch" in r["rates"]:
+        ratios += [(f"{e} over pytorch", e, "pytorch") for e in r["rates"] if e != "pytorch"]
+    ratios += [(f"{e.removesuffix(', no tables')} with the embedding tables over without", e.removesuffix(", no tables"), e)
+               for e in r["rates"] if e.endswith(", no tables")]
+    if ratios:
+        lines += ["", "| ratio | " + " | ".join(configs) + " |", "|---" * (len(configs) + 1) + "|"]
+        lines += [f"| {what} | " + " | ".join(f"{r['rates'][a][c] / r['rates'][b][c]:.2f}x" for c in configs) + " |"
+                  for what, a, b in ratios]
     return "\n".join(lines) + "\n\n" + _source(r)
 
 
@@ -260,9 +277,13 @@ def batching() -> str:
               f"| {row['positions_per_row']:.1f} / {row['real_positions_per_row']:.1f} |"
               for row in r["rows"] if "row_step_us" in row]
     same = all(row["identical"] for row in r["rows"])
+    per_s = {(row["beam"], row["config"]): row["per_s"] for row in r["rows"]}
+    versus = ", ".join(f"beam {b} {per_s[b, 'continuous'] / per_s[b, 'static']:.0%}" for b in sorted({b for b, _ in per_s})
+                       if (b, "continuous") in per_s and (b, "static") in per_s)
     note = (f"Medians of {r['repeats']} runs of every configuration, taken in turn; {r['sentences']} test sentences; "
             f"outputs {'identical to the engine alone in every run' if same else 'NOT all identical to the engine alone'}. "
-            "Second table: the engine's calls timed around them, over all the measured runs.")
+            "Second table: the engine's calls timed around them, over all the measured runs."
+            + (f" Continuous batching's sentences/s as a share of static's: {versus}." if versus else ""))
     return "\n".join(lines) + "\n\n" + note + "\n\n" + _source(r)
 
 
