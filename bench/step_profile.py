@@ -11,6 +11,8 @@ Second table: the output projection's matmul (rows x output size x target vocabu
 profiler in a graph of its own, then with the decoder's other matmuls (same shapes, their weights
 too) run between its runs, and inside the decoder step: the cache experiment behind the two references of
 `engine_bench.py`.
+Third table: the attention's scoring node as exported (a MatMul by a one-column weight) and as the
+service runs it (Einsum, `service/one_column_matmuls.py`), in the same run.
 Writes bench/results/step-profile-<bundle>.json.
 """
 
@@ -32,11 +34,12 @@ from bench.common import sample_sentences  # noqa: E402
 from bench.engine_bench import weight_shapes  # noqa: E402
 from bench.provenance import write_result  # noqa: E402
 
-MATMULS = {"Gemm", "FusedGemm", "MatMul", "FusedMatMul", "MatMulNBits", "MatMulInteger", "DynamicQuantizeMatMul"}
+MATMULS = {"Gemm", "FusedGemm", "MatMul", "Einsum", "FusedMatMul", "MatMulNBits", "MatMulInteger", "DynamicQuantizeMatMul"}
 PARTS = (("/generator/", "output projection"), ("/decoder/rnn/", "RNN"), ("/decoder/output_layer", "output layer"),
          ("/decoder/Tanh", "output layer"), ("/decoder/attention/", "attention"), ("/LogSoftmax", "LogSoftmax, TopK"),
          ("topk", "LogSoftmax, TopK"), ("/tgt_embed/", "embedding"))
 STEPS = 200
+SCORES = "attention: matmuls"  # the part holding the attention's scoring node (service/one_column_matmuls.py)
 
 
 def part_of(node: str, op: str) -> str:
@@ -69,14 +72,14 @@ def node_times(session, feed: dict, runs: int) -> dict[tuple[str, str], float]:
     return {key: float(np.median(values[-runs:])) for key, values in times.items()}
 
 
-def decoder_parts(bundle_path: str, rows: int, directory: str) -> dict[str, float]:
+def decoder_parts(bundle_path: str, rows: int, directory: str, einsum_scores: bool = True) -> dict[str, float]:
     from nmt.bundle import load_bundle
     from nmt.search import pad_batch
     from nmt.tokenizer import Tokenizer
     from service.onnx_engine import OnnxEngine
 
     bundle = load_bundle(bundle_path)
-    engine = OnnxEngine(bundle, threads=2)
+    engine = OnnxEngine(bundle, threads=2, einsum_scores=einsum_scores)
     src, lengths = pad_batch(Tokenizer(bundle.source_tokenizer).encode_batch(sample_sentences(rows)))
     state = engine.prepare(engine.encode(src, lengths))
     feed = {name: state[name] for name in engine.state_names + list(engine.SOURCE_KEYS)}
@@ -123,6 +126,8 @@ def main() -> None:
     projection_first = shapes[-1:] + shapes[:-1]
     with tempfile.TemporaryDirectory() as directory:
         parts = {r: decoder_parts(args.bundle, r, directory) for r in rows}
+        # the attention's scores as exported (a MatMul by a one-column weight), same run
+        as_matmul = {r: decoder_parts(args.bundle, r, directory, einsum_scores=False) for r in rows}
         inner, outer = shapes[-1]
         cache = {r: {"alone": projection_rate(shapes[-1:], r, directory),
                      "with the other matmuls": projection_rate(projection_first, r, directory),
@@ -131,13 +136,22 @@ def main() -> None:
     write_result(f"step-profile-{Path(args.bundle).name}", {"bundle": Path(args.bundle).name, "rows": rows,
                                   "parts_us": {str(r): {k: round(v, 1) for k, v in parts[r].items()} for r in rows},
                                   "projection_gflops": {str(r): {k: round(v, 1) for k, v in cache[r].items()}
-                                                        for r in rows}})
+                                                        for r in rows},
+                                  "scores": {str(r): {"attention_matmuls_us": {"MatMul": round(as_matmul[r][SCORES], 1),
+                                                                               "Einsum": round(parts[r][SCORES], 1)},
+                                                      "step_us": {"MatMul": round(sum(as_matmul[r].values()), 1),
+                                                                  "Einsum": round(sum(parts[r].values()), 1)}}
+                                             for r in rows}})
     names = sorted({k for r in rows for k in parts[r]}, key=lambda k: -parts[rows[-1]].get(k, 0.0))
     print(f"\n{'part of the step':<52}" + "".join(f"{f'{r} rows':>18}" for r in rows))
     for name in names:
         print(f"{name:<52}" + "".join(f"{parts[r].get(name, 0.0):>9.0f} us {parts[r].get(name, 0.0) / sum(parts[r].values()):>4.0%}"
                                       for r in rows))
     print(f"{'step (sum of kernels)':<52}" + "".join(f"{sum(parts[r].values()):>9.0f} us     " for r in rows))
+    print("\nthe attention's scores as a MatMul (exported) -> as Einsum (run): attention matmuls; the step")
+    for r in rows:
+        print(f"{r:>4} rows: {as_matmul[r][SCORES]:.0f} -> {parts[r][SCORES]:.0f} us; "
+              f"{sum(as_matmul[r].values()):.0f} -> {sum(parts[r].values()):.0f} us")
     print("\noutput projection's MatMul, GFLOP/s by the profiler")
     for r in rows:
         print(f"{r:>4} rows: alone {cache[r]['alone']:.0f}, with the decoder's other matmuls between runs "

@@ -30,6 +30,7 @@ from service import int8
 from service.cpus import int8_dot_products
 from service.config import EMBEDDING_TABLES_MB
 from service.embedding_tables import fold_embedding
+from service.one_column_matmuls import one_column_matmuls_as_einsum
 from service.shortlist_graph import shortlist_decoder
 
 _pool_lock = threading.Lock()
@@ -78,9 +79,10 @@ def _check_signature(session: ort.InferenceSession, spec: dict, file: str) -> No
 
 class OnnxEngine(RecurrentState):
     def __init__(self, bundle: Bundle, threads: int = 0, int8_kernels: str = "auto",
-                 embedding_tables_mb: float = EMBEDDING_TABLES_MB) -> None:
+                 embedding_tables_mb: float = EMBEDDING_TABLES_MB, einsum_scores: bool = True) -> None:
         _global_pool(threads)
         self.bundle = bundle
+        self.einsum_scores = einsum_scores  # one-column MatMuls as Einsum (off: only to measure it)
         self.embedding_tables_mb = embedding_tables_mb
         self.embedding_tables_bytes = 0  # memory the decoder's embedding tables take (0: none)
         # kernels: "int8" or "fp32", and why (ListModels and the start-up log say it)
@@ -139,7 +141,8 @@ class OnnxEngine(RecurrentState):
 
     def _graph(self, spec: dict, decoder: bool = False) -> onnx.ModelProto | str:
         """A graph of the bundle as this engine runs it: its path, or the model rewritten at load
-        (dequantized; the decoder's embedding products as tables, `service/embedding_tables.py`)."""
+        (dequantized; the decoder's embedding products as tables, `service/embedding_tables.py`;
+        its one-column MatMuls as Einsum)."""
         path = str(self.bundle.file(spec["file"]))
         model = None
         if self.kernels == "fp32" and self.bundle.manifest.get("quantization") == "int8":
@@ -147,6 +150,9 @@ class OnnxEngine(RecurrentState):
         if decoder and self.embedding_tables_mb > 0:
             model = model or onnx.load(path)
             self.embedding_tables_bytes = fold_embedding(model, self.vocab_size, int(self.embedding_tables_mb * 2**20))
+        if decoder and self.einsum_scores:  # the attention's scores (`service/one_column_matmuls.py`)
+            model = model or onnx.load(path)
+            one_column_matmuls_as_einsum(model)
         return model or path
 
     def encode(self, src_ids: np.ndarray, src_lengths: np.ndarray,
