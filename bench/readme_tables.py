@@ -247,11 +247,11 @@ def step_profile() -> str:
     for how in next(iter(r["projection_gflops"].values())):
         lines.append(f"| {how} | " + " | ".join(f"{r['projection_gflops'][str(n)][how]:.0f}" for n in rows) + " |")
     if "scores" in r:
-        lines += ["", "| the attention's scores, MatMul as exported -> Einsum as run | "
+        lines += ["", "| the attention's scoring node, MatMul as exported -> Einsum as run | "
                   + " | ".join(f"{n} row{'s' if n > 1 else ''}" for n in rows) + " |", "|---" * (len(rows) + 1) + "|"]
-        for key, what in (("attention_matmuls_us", "attention: matmuls"), ("step_us", "the step (sum of its kernels)")):
-            cells = [r["scores"][str(n)][key] for n in rows]
-            lines.append(f"| {what} | " + " | ".join(f"{c['MatMul']:.0f} -> {c['Einsum']:.0f} us" for c in cells) + " |")
+        for key, what in (("scores_us", "the node"), ("step_us", "the step (sum of its kernels)")):
+            lines.append(f"| {what} | " + " | ".join(
+                f"{r['scores'][str(n)]['MatMul'][key]:.0f} -> {r['scores'][str(n)]['Einsum'][key]:.0f} us" for n in rows) + " |")
     return "\n".join(lines) + "\n\n" + _source(r)
 
 

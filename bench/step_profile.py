@@ -39,7 +39,8 @@ PARTS = (("/generator/", "output projection"), ("/decoder/rnn/", "RNN"), ("/deco
          ("/decoder/Tanh", "output layer"), ("/decoder/attention/", "attention"), ("/LogSoftmax", "LogSoftmax, TopK"),
          ("topk", "LogSoftmax, TopK"), ("/tgt_embed/", "embedding"))
 STEPS = 200
-SCORES = "attention: matmuls"  # the part holding the attention's scoring node (service/one_column_matmuls.py)
+SCORES = "/decoder/attention/energy_layer/"  # the attention's scoring node (service/one_column_matmuls.py)
+REPEATS = 3  # the scoring node's two forms, taken in turn
 
 
 def part_of(node: str, op: str) -> str:
@@ -90,6 +91,8 @@ def decoder_parts(bundle_path: str, rows: int, directory: str, einsum_scores: bo
     parts: dict[str, float] = collections.Counter()
     for (node, op), us in node_times(session, feed, STEPS).items():
         parts[part_of(node, op)] += us
+        if node.startswith(SCORES):
+            parts["scores"] += us  # also counted in its part
     return dict(parts)
 
 
@@ -126,8 +129,17 @@ def main() -> None:
     projection_first = shapes[-1:] + shapes[:-1]
     with tempfile.TemporaryDirectory() as directory:
         parts = {r: decoder_parts(args.bundle, r, directory) for r in rows}
-        # the attention's scores as exported (a MatMul by a one-column weight), same run
-        as_matmul = {r: decoder_parts(args.bundle, r, directory, einsum_scores=False) for r in rows}
+        for r in rows:
+            parts[r].pop("scores", None)  # the scoring node, timed below
+        # the attention's scores as exported (a MatMul by a one-column weight) and as run, in turn
+        forms = {(r, einsum): [] for r in rows for einsum in (False, True)}
+        for _ in range(REPEATS):
+            for r, einsum in forms:
+                forms[r, einsum].append(decoder_parts(args.bundle, r, directory, einsum_scores=einsum))
+        scores = {r: {form: {"scores_us": float(np.median([p["scores"] for p in forms[r, einsum]])),
+                             "step_us": float(np.median([sum(v for k, v in p.items() if k != "scores")
+                                                         for p in forms[r, einsum]]))}
+                      for form, einsum in (("MatMul", False), ("Einsum", True))} for r in rows}
         inner, outer = shapes[-1]
         cache = {r: {"alone": projection_rate(shapes[-1:], r, directory),
                      "with the other matmuls": projection_rate(projection_first, r, directory),
@@ -137,21 +149,19 @@ def main() -> None:
                                   "parts_us": {str(r): {k: round(v, 1) for k, v in parts[r].items()} for r in rows},
                                   "projection_gflops": {str(r): {k: round(v, 1) for k, v in cache[r].items()}
                                                         for r in rows},
-                                  "scores": {str(r): {"attention_matmuls_us": {"MatMul": round(as_matmul[r][SCORES], 1),
-                                                                               "Einsum": round(parts[r][SCORES], 1)},
-                                                      "step_us": {"MatMul": round(sum(as_matmul[r].values()), 1),
-                                                                  "Einsum": round(sum(parts[r].values()), 1)}}
-                                             for r in rows}})
+                                  "scores": {str(r): {form: {k: round(v, 1) for k, v in t.items()}
+                                                      for form, t in scores[r].items()} for r in rows}})
     names = sorted({k for r in rows for k in parts[r]}, key=lambda k: -parts[rows[-1]].get(k, 0.0))
     print(f"\n{'part of the step':<52}" + "".join(f"{f'{r} rows':>18}" for r in rows))
     for name in names:
         print(f"{name:<52}" + "".join(f"{parts[r].get(name, 0.0):>9.0f} us {parts[r].get(name, 0.0) / sum(parts[r].values()):>4.0%}"
                                       for r in rows))
     print(f"{'step (sum of kernels)':<52}" + "".join(f"{sum(parts[r].values()):>9.0f} us     " for r in rows))
-    print("\nthe attention's scores as a MatMul (exported) -> as Einsum (run): attention matmuls; the step")
+    print(f"\nthe attention's scoring node as a MatMul (exported) -> as Einsum (run), medians of {REPEATS} in turn: "
+          "the node; the step")
     for r in rows:
-        print(f"{r:>4} rows: {as_matmul[r][SCORES]:.0f} -> {parts[r][SCORES]:.0f} us; "
-              f"{sum(as_matmul[r].values()):.0f} -> {sum(parts[r].values()):.0f} us")
+        m, e = scores[r]["MatMul"], scores[r]["Einsum"]
+        print(f"{r:>4} rows: {m['scores_us']:.0f} -> {e['scores_us']:.0f} us; {m['step_us']:.0f} -> {e['step_us']:.0f} us")
     print("\noutput projection's MatMul, GFLOP/s by the profiler")
     for r in rows:
         print(f"{r:>4} rows: alone {cache[r]['alone']:.0f}, with the decoder's other matmuls between runs "
