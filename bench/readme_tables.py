@@ -27,8 +27,9 @@ def _source(*results: dict) -> str:
     for r in results:
         p = r["provenance"]
         flags = p["cpu"].get("flags", [])
-        isa = next((name for flag, name in (("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"),
-                                            ("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), "")
+        # the widest vector set, and AVX-VNNI beside it: two machines both called "AMD EPYC" here differ by it
+        isa = ", ".join([name for flag, name in (("avx512_vnni", "AVX-512 VNNI"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+                         if flag in flags][:1] + (["AVX-VNNI"] if "avx_vnni" in flags else []))
         parts.append(f"`{p['command']}` at {p['commit'][:10]}{' (uncommitted changes)' if p.get('dirty') else ''}, "
                      f"{p['cpu']['model']} ({p['cpu']['cores']} cores{', ' + isa if isa else ''}), {p['date'][:10]}")
     return "Source: " + "; ".join(parts) + "."
