@@ -5,8 +5,8 @@ The additive attention scores every source position as v^T tanh(W q + U m): a Ma
 panels of many columns and multiplies every column of the panel, so one column costs about what a
 full panel does; its Einsum over the same operands sums along the shared axis instead. Measured
 with ONNX Runtime's profiler (`bench/step_profile.py`, which times both forms in one run): the
-scoring node is several times faster from 32 rows up and a few microseconds slower at 1 row, where
-it is tiny either way. The product is the same up to the order of its additions: fp32 translations
+scoring node is faster from 32 rows up and a few microseconds slower at 1 row, where it is tiny
+either way. The product is the same up to the order of its additions: fp32 translations
 come out identical; an int8 bundle quantizes the activations downstream, so a rare one changes.
 """
 
