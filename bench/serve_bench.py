@@ -2,12 +2,15 @@
 continuous and static batching, greedy and beam search, against the real server on loopback.
 
     python bench/serve_bench.py [--bundle models/demo-de-en] [--sentences 256] [--clients 32] [--repeats 3]
+                                [--threads 0] [--result serve]
 
 Prints a table (sentences/s, ratio to one client at a time, mean sentences per executed decoder
 step, p50/p99 latency, outputs identical to the one-at-a-time run, and the share of what the engine
 alone does with the same sentences in batches of 32, measured in the same run in its own process)
-and saves bench/results/serve.png. Every configuration runs `--repeats` times, in turn with the
-others (both servers stay up), and the table shows medians: the machine's speed drifts.
+and saves bench/results/serve.png (`--result` names another). Every configuration runs `--repeats`
+times, in turn with the others (both servers stay up), and the table shows medians: the machine's
+speed drifts. `--threads N` gives the server and the engine alone N ONNX Runtime threads, which on a
+machine with more cores leaves the rest to the server's front and the clients.
 The "1 in 4 long" rows make every fourth call ask for 80+ output tokens; their latency columns are
 those of the other, ordinary calls: what a short request pays for sharing the server with long ones.
 """
@@ -44,11 +47,12 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, bundle: str, scheduler: str) -> None:
+    def __init__(self, bundle: str, scheduler: str, threads: int = 0) -> None:
         self.port, self.metrics_port = free_port(), free_port()
         env = {**os.environ, "TRANSLATOR_BUNDLES": bundle, "TRANSLATOR_PORT": str(self.port),
                "TRANSLATOR_METRICS_PORT": str(self.metrics_port), "TRANSLATOR_SCHEDULER": scheduler,
-               "TRANSLATOR_HOST": "127.0.0.1", "TRANSLATOR_HTTP_PORT": "0", "PYTHONPATH": str(ROOT)}
+               "TRANSLATOR_HOST": "127.0.0.1", "TRANSLATOR_HTTP_PORT": "0", "TRANSLATOR_THREADS": str(threads),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self.proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=ROOT,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         health = [sys.executable, "-m", "service.healthcheck", "--target", f"127.0.0.1:{self.port}"]
@@ -103,7 +107,7 @@ def run(server: Server, texts: list[str], clients: int, beam: int, long_every: i
             "p50": statistics.median(latencies), "p99": latencies[int(0.99 * (len(latencies) - 1))]}
 
 
-def engine_alone(bundle: str, count: int, beam: int, batch: int) -> None:
+def engine_alone(bundle: str, count: int, beam: int, batch: int, threads: int) -> None:
     """Child process: the same sentences through the same text pipeline, straight into the engine in
     batches of `batch` (no gRPC, no scheduler); prints sentences/s."""
     from nmt.bundle import load_bundle
@@ -115,7 +119,7 @@ def engine_alone(bundle: str, count: int, beam: int, batch: int) -> None:
     from service.onnx_engine import OnnxEngine
 
     b = load_bundle(bundle)
-    engine = OnnxEngine(b, threads=0)
+    engine = OnnxEngine(b, threads=threads)
     processor = text_processor(b, Tokenizer(b.source_tokenizer), Tokenizer(b.target_tokenizer))
     texts = sample_sentences(count)
     options = SearchOptions(beam_size=beam, max_length_factor=Defaults().max_length_factor)
@@ -133,10 +137,13 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--beams", default="1,5")
     p.add_argument("--repeats", type=int, default=3, help="runs of every configuration, interleaved; medians reported")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "serve.png"))
+    p.add_argument("--threads", type=int, default=0,
+                   help="ONNX Runtime threads of the server and of the engine alone (0: the CPUs this process may use); "
+                        "fewer than the machine's cores leaves cores to the server's front and the clients")
+    p.add_argument("--result", default="serve", help="name of the result file under bench/results/ (and of its plot)")
     args = p.parse_args()
     if args.engine_alone is not None:
-        return engine_alone(args.bundle, args.sentences, args.engine_alone, args.clients)
+        return engine_alone(args.bundle, args.sentences, args.engine_alone, args.clients, args.threads)
     texts = sample_sentences(args.sentences)
     beams = [int(b) for b in args.beams.split(",")]
     configs = []  # (label, scheduler, beam, clients, long_every)
@@ -149,20 +156,21 @@ def main() -> None:
             configs.append((f"{args.clients}, 1 in 4 long", scheduler, 1, args.clients, 4))
     # Both servers up at once and every configuration run in turn, `repeats` times: this shared
     # machine's speed drifts by 10-20% over minutes, and a comparison should not ride on it.
-    servers = {kind: Server(args.bundle, kind) for kind in ("continuous", "static")}
+    servers = {kind: Server(args.bundle, kind, args.threads) for kind in ("continuous", "static")}
     runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
     engine_runs: dict[int, list[float]] = {beam: [] for beam in beams}
     try:
         for server in servers.values():
-            for beam in beams:
-                run(server, texts[:16], 4, beam)  # warm caches
+            for beam in beams:  # warm up at full load: a first run at 32 clients is slower than the rest
+                run(server, texts, args.clients, beam)
         for _ in range(args.repeats):
             for i, (_, scheduler, beam, clients, long_every) in enumerate(configs):
                 runs[i].append(run(servers[scheduler], texts, clients, beam, long_every))
             for beam in beams:  # the engine alone: same sentences, batches of `clients`, own process
                 out = subprocess.run([sys.executable, __file__, "--bundle", args.bundle, "--sentences",
                                       str(args.sentences), "--clients", str(args.clients), "--engine-alone",
-                                      str(beam)], capture_output=True, text=True, check=True, cwd=ROOT)
+                                      str(beam), "--threads", str(args.threads)],
+                                     capture_output=True, text=True, check=True, cwd=ROOT)
                 engine_runs[beam].append(float(out.stdout.strip().splitlines()[-1]))
     finally:
         for server in servers.values():
@@ -189,11 +197,12 @@ def main() -> None:
                         "identical": round(same, 4), "vs_engine": round(r["rate"] / engine[beam], 3)})
     print("\nengine alone (same sentences and text pipeline, batches of "
           f"{args.clients}, own process): " + ", ".join(f"beam {b}: {v:.1f}/s" for b, v in engine.items()))
-    write_result("serve", {"sentences": len(texts), "bundle": Path(args.bundle).name, "repeats": args.repeats,
-                           "rows": records, "engine_alone": {str(b): round(v, 1) for b, v in engine.items()},
-                           "engine_alone_runs": {str(b): [round(x, 1) for x in v] for b, v in engine_runs.items()},
-                           "engine_batch": args.clients})
-    plot(rows, baseline, Path(args.out))
+    write_result(args.result, {"sentences": len(texts), "bundle": Path(args.bundle).name, "repeats": args.repeats,
+                               "threads": args.threads, "rows": records,
+                               "engine_alone": {str(b): round(v, 1) for b, v in engine.items()},
+                               "engine_alone_runs": {str(b): [round(x, 1) for x in v] for b, v in engine_runs.items()},
+                               "engine_batch": args.clients})
+    plot(rows, baseline, ROOT / "bench" / "results" / f"{args.result}.png")
 
 
 def combine(results: list[dict]) -> dict:
