@@ -47,8 +47,9 @@ def provenance() -> dict:
                                      ":!bench/results"], cwd=ROOT, capture_output=True, text=True).stdout.strip())
     except OSError:
         commit, dirty = "", False
-    if not commit and os.environ.get("BENCH_COMMIT"):
-        # A copy of a clean checkout without its .git (a lent machine): the caller names the commit.
+    if os.environ.get("BENCH_COMMIT"):
+        # A copy of a clean checkout on another machine, whose .git (if any) is not this tree's:
+        # the caller names the commit.
         commit, dirty = os.environ["BENCH_COMMIT"], None
     return {
         "commit": commit, "dirty": dirty, "cpu": _cpu(), "python": platform.python_version(),
