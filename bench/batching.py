@@ -7,7 +7,7 @@ encoding (with merging the new rows into the batch) per sentence, decoder rows a
 and inside the engine (its calls timed around them, over all measured runs): the encoder per
 sentence, a decoder row-step, and the source positions a row attends over, padded and real.
 
-    python bench/batching.py [--bundle models/demo-de-en] [--sentences 256] [--repeats 7]
+    python bench/batching.py [--bundle models/demo-de-en] [--sentences 256] [--repeats 7] [--threads 0]
 
 Every configuration runs `--repeats` times, in turn with the others; medians reported, and
 whether every configuration's outputs equal the engine alone's. Writes bench/results/batching.json.
@@ -60,6 +60,8 @@ def main() -> None:
     p.add_argument("--sentences", type=int, default=256)
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: the CPUs this process may use)")
+    p.add_argument("--result", default="batching", help="name of the result file under bench/results/")
     args = p.parse_args()
 
     from nmt.bundle import load_bundle
@@ -75,9 +77,9 @@ def main() -> None:
     ids = [tok.encode(t) for t in sample_sentences(args.sentences)]
     factor = Defaults().max_length_factor
 
-    alone = Counted(OnnxEngine(bundle))
+    alone = Counted(OnnxEngine(bundle, threads=args.threads))
     configs = ["continuous", "static"]
-    schedulers = {c: Scheduler(Counted(OnnxEngine(bundle)), "m", Metrics(), SchedulerConfig(kind=c)) for c in configs}
+    schedulers = {c: Scheduler(Counted(OnnxEngine(bundle, threads=args.threads)), "m", Metrics(), SchedulerConfig(kind=c)) for c in configs}
     engines = {"engine alone": alone, **{c: s.engine for c, s in schedulers.items()}}
     for s in schedulers.values():
         s.start()
@@ -156,8 +158,8 @@ def main() -> None:
     for r in rows:
         print(f"| {r['beam']} | {r['config']} | {r['encoder_us_per_sentence']:.0f} | {r['row_step_us']:.1f} "
               f"| {r['positions_per_row']:.1f} / {r['real_positions_per_row']:.1f} |")
-    write_result("batching", {"sentences": len(ids), "clients": args.clients, "repeats": args.repeats,
-                              "bundle": Path(args.bundle).name, "rows": rows})
+    write_result(args.result, {"sentences": len(ids), "clients": args.clients, "repeats": args.repeats,
+                               "threads": args.threads, "bundle": Path(args.bundle).name, "rows": rows})
 
 
 if __name__ == "__main__":
