@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import sample_sentences  # noqa: E402
+from bench.common import sample_sentences, sentence_source  # noqa: E402
 from bench.engine_bench import Counted  # noqa: E402
 from bench.provenance import write_result  # noqa: E402
 
@@ -158,8 +158,8 @@ def main() -> None:
     for r in rows:
         print(f"| {r['beam']} | {r['config']} | {r['encoder_us_per_sentence']:.0f} | {r['row_step_us']:.1f} "
               f"| {r['positions_per_row']:.1f} / {r['real_positions_per_row']:.1f} |")
-    write_result(args.result, {"sentences": len(ids), "clients": args.clients, "repeats": args.repeats,
-                               "threads": args.threads, "bundle": Path(args.bundle).name, "rows": rows})
+    write_result(args.result, {"sentences_from": sentence_source(), "sentences": len(ids), "clients": args.clients,
+                               "repeats": args.repeats, "threads": args.threads, "bundle": Path(args.bundle).name, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -7,6 +7,12 @@ ROOT = Path(__file__).resolve().parents[1]
 MULTI30K = ROOT.parent / "shared" / "data" / "multi30k" / "test_2016_flickr.de.gz"
 
 
+def sentence_source() -> str:
+    """Which sentences `sample_sentences` gives here: results record it, since the fallback's
+    sentences are fewer and shorter, and rates from the two do not compare."""
+    return "multi30k test_2016_flickr.de" if MULTI30K.exists() else "configs/samples.de"
+
+
 def sample_sentences(count: int) -> list[str]:
     """`count` German sentences: Multi30k test_2016_flickr when present, else configs/samples.de."""
     if MULTI30K.exists():

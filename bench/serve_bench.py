@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import sample_sentences  # noqa: E402
+from bench.common import sample_sentences, sentence_source  # noqa: E402
 from bench.provenance import write_result  # noqa: E402
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
@@ -197,7 +197,8 @@ def main() -> None:
                         "identical": round(same, 4), "vs_engine": round(r["rate"] / engine[beam], 3)})
     print("\nengine alone (same sentences and text pipeline, batches of "
           f"{args.clients}, own process): " + ", ".join(f"beam {b}: {v:.1f}/s" for b, v in engine.items()))
-    write_result(args.result, {"sentences": len(texts), "bundle": Path(args.bundle).name, "repeats": args.repeats,
+    write_result(args.result, {"sentences_from": sentence_source(), "sentences": len(texts),
+                               "bundle": Path(args.bundle).name, "repeats": args.repeats,
                                "threads": args.threads, "rows": records,
                                "engine_alone": {str(b): round(v, 1) for b, v in engine.items()},
                                "engine_alone_runs": {str(b): [round(x, 1) for x in v] for b, v in engine_runs.items()},
