@@ -30,8 +30,10 @@ def _source(*results: dict) -> str:
         # the widest vector set, and AVX-VNNI beside it: two machines both called "AMD EPYC" here differ by it
         isa = ", ".join([name for flag, name in (("avx512_vnni", "AVX-512 VNNI"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
                          if flag in flags][:1] + (["AVX-VNNI"] if "avx_vnni" in flags else []))
+        ort = p.get("versions", {}).get("onnxruntime")
         parts.append(f"`{p['command']}` at {p['commit'][:10]}{' (uncommitted changes)' if p.get('dirty') else ''}, "
-                     f"{p['cpu']['model']} ({p['cpu']['cores']} cores{', ' + isa if isa else ''}), {p['date'][:10]}")
+                     f"{p['cpu']['model']} ({p['cpu']['cores']} cores{', ' + isa if isa else ''})"
+                     f"{', ONNX Runtime ' + ort if ort else ''}, {p['date'][:10]}")
     return "Source: " + "; ".join(parts) + "."
 
 
@@ -156,8 +158,8 @@ def soak() -> str:
     return "\n".join(lines) + "\n\n" + _source(r)
 
 
-def serve() -> str:
-    r = _load("serve")
+def serve(name: str = "serve") -> str:
+    r = _load(name)
     lines = ["| clients | scheduler | beam | sentences/s | vs one client | sentences per decoder step | p50 / p99 ms "
              "| outputs identical | vs the engine alone |", "|---|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
@@ -179,6 +181,40 @@ def serve() -> str:
         lines += [f"| {what} | {cont['per_s'] / stat['per_s']:.0%} | {stat['p99_ms'] / cont['p99_ms']:.2f}x |"
                   for what, cont, stat in pairs]
     return "\n".join(lines) + note + "\n\n" + _source(r)
+
+
+def serve_machines() -> str:
+    """The service's targets on each machine measured: what the engine alone does, what the
+    scheduler keeps of it without the gRPC front, and what 32 clients get over gRPC."""
+    setups = [("2 cores, shared by everything (ONNX Runtime on both, front, bench clients)", "serve", "batching"),
+              ("16 cores: ONNX Runtime on 2, the other 14 left to the front and the bench clients",
+               "serve-spare-cores", "batching-spare-cores"),
+              ("16 cores: ONNX Runtime on all 16 (the default, `--threads 0`)", "serve-all-cores", None)]
+    lines = ["| machine | engine alone, sentences/s, beam 1 / 5 | scheduler without gRPC, share of its engine alone "
+             "| served, 32 clients, share of the engine alone | continuous over static, sentences/s "
+             "| 1 in 4 long: ordinary calls' p99 (p50), static over continuous |", "|---|---|---|---|---|---|"]
+    sources = []
+    for label, serve_name, batching_name in setups:
+        r = _load(serve_name)
+        sources.append(r)
+        by = {(row["clients"], row["scheduler"], row["beam"]): row for row in r["rows"]}
+        clients = f"{r['engine_batch']} concurrent"
+        long = by[f"{r['engine_batch']}, 1 in 4 long", "continuous", 1], by[f"{r['engine_batch']}, 1 in 4 long", "static", 1]
+        scheduler = ""
+        if batching_name:
+            b = _load(batching_name)
+            sources.append(b)
+            share = {(row["beam"], row["config"]): row["vs_engine"] for row in b["rows"]}
+            scheduler = " / ".join(f"{share[beam, 'continuous']:.0%}" for beam in (1, 5))
+        lines.append(
+            f"| {label} | {r['engine_alone']['1']:.1f} / {r['engine_alone']['5']:.1f} | {scheduler} | "
+            + " / ".join(f"{by[clients, 'continuous', beam]['vs_engine']:.0%}" for beam in (1, 5)) + " | "
+            + " / ".join(f"{by[clients, 'continuous', beam]['per_s'] / by[clients, 'static', beam]['per_s']:.0%}"
+                         for beam in (1, 5))
+            + f" | {long[1]['p99_ms'] / long[0]['p99_ms']:.2f}x ({long[1]['p50_ms'] / long[0]['p50_ms']:.2f}x) |")
+    note = ("Shares and ratios: beam 1 / beam 5, continuous batching, each against the engine alone of its own "
+            "run (the scheduler's without the text pipeline, the served one's with it).")
+    return "\n".join(lines) + "\n\n" + note + "\n\n" + _source(*sources)
 
 
 def serve_profile() -> str:
@@ -270,8 +306,8 @@ def shortlist() -> str:
     return "\n".join(lines) + "\n\n" + _source(r)
 
 
-def batching() -> str:
-    r = _load("batching")
+def batching(name: str = "batching") -> str:
+    r = _load(name)
     lines = ["| beam | configuration | sentences/s | vs the engine alone | sentences admitted together "
              "| encode + merge, us per sentence | rows per step | us per step |", "|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
@@ -319,7 +355,8 @@ def vocab_trim() -> str:
     return "\n".join(lines) + "\n\n" + _source(r)
 
 
-TABLES = {"embedding_tables": embedding_tables, "batching": batching, "vocab_trim": vocab_trim, "step_profile": step_profile, "serve_profile": serve_profile, "decoder": decoder, "shortlist": shortlist, "serve": serve, "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
+TABLES = {"embedding_tables": embedding_tables, "batching": batching, "vocab_trim": vocab_trim, "step_profile": step_profile, "serve_profile": serve_profile, "decoder": decoder, "shortlist": shortlist, "serve": serve, "serve_machines": serve_machines,
+          "serve_spare_cores": lambda: serve("serve-spare-cores"), "batching_spare_cores": lambda: batching("batching-spare-cores"), "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
 
 
 def render(text: str) -> str:
