@@ -78,8 +78,11 @@ def main() -> None:
     factor = Defaults().max_length_factor
 
     alone = Counted(OnnxEngine(bundle, threads=args.threads))
-    configs = ["continuous", "static"]
-    schedulers = {c: Scheduler(Counted(OnnxEngine(bundle, threads=args.threads)), "m", Metrics(), SchedulerConfig(kind=c)) for c in configs}
+    configs = {"continuous": SchedulerConfig(kind="continuous"),
+               "continuous, encode ahead": SchedulerConfig(kind="continuous", encode_ahead=True),
+               "static": SchedulerConfig(kind="static")}
+    schedulers = {c: Scheduler(Counted(OnnxEngine(bundle, threads=args.threads)), "m", Metrics(), cfg)
+                  for c, cfg in configs.items()}
     engines = {"engine alone": alone, **{c: s.engine for c, s in schedulers.items()}}
     for s in schedulers.values():
         s.start()

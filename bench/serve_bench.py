@@ -40,6 +40,9 @@ from service.client import TranslatorClient  # noqa: E402
 
 
 
+SCHEDULERS = ("continuous", "continuous, encode ahead", "static")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -47,11 +50,12 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, bundle: str, scheduler: str, threads: int = 0) -> None:
+    def __init__(self, bundle: str, scheduler: str, threads: int = 0, encode_ahead: bool = False) -> None:
         self.port, self.metrics_port = free_port(), free_port()
         env = {**os.environ, "TRANSLATOR_BUNDLES": bundle, "TRANSLATOR_PORT": str(self.port),
                "TRANSLATOR_METRICS_PORT": str(self.metrics_port), "TRANSLATOR_SCHEDULER": scheduler,
                "TRANSLATOR_HOST": "127.0.0.1", "TRANSLATOR_HTTP_PORT": "0", "TRANSLATOR_THREADS": str(threads),
+               "TRANSLATOR_ENCODE_AHEAD": str(int(encode_ahead)),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self.proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=ROOT,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -147,16 +151,17 @@ def main() -> None:
     texts = sample_sentences(args.sentences)
     beams = [int(b) for b in args.beams.split(",")]
     configs = []  # (label, scheduler, beam, clients, long_every)
-    for scheduler in ("continuous", "static"):
+    for scheduler in SCHEDULERS:
         for beam in beams:
             if scheduler == "continuous":
                 configs.append(("1 client at a time", scheduler, beam, 1, 0))
             configs.append((f"{args.clients} concurrent", scheduler, beam, args.clients, 0))
         if 1 in beams:
             configs.append((f"{args.clients}, 1 in 4 long", scheduler, 1, args.clients, 4))
-    # Both servers up at once and every configuration run in turn, `repeats` times: this shared
+    # All servers up at once and every configuration run in turn, `repeats` times: this shared
     # machine's speed drifts by 10-20% over minutes, and a comparison should not ride on it.
-    servers = {kind: Server(args.bundle, kind, args.threads) for kind in ("continuous", "static")}
+    servers = {kind: Server(args.bundle, kind.split(",")[0], args.threads, encode_ahead="encode ahead" in kind)
+               for kind in SCHEDULERS}
     runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
     engine_runs: dict[int, list[float]] = {beam: [] for beam in beams}
     try:

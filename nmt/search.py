@@ -179,16 +179,11 @@ class BatchSearch:
     def admit(self, requests: list[SearchRequest]) -> None:
         """Encode the requests' sources (`encoding_groups`) and add their rows.
         If the engine fails, nothing is added and the exception propagates."""
-        requests = [r for r in requests if r.src_ids]
-        if not requests:
-            return
-        groups = encoding_groups(requests)
-        states = []
-        for group in groups:
-            ids, lengths = pad_batch([r.src_ids for r in group])
-            short = np.array([r.options.use_shortlist for r in group])
-            states.append(self.engine.encode(ids, lengths, short) if short.any() else self.engine.encode(ids, lengths))
-        self._add([r for g in groups for r in g], states[0] if len(states) == 1 else self.engine.merge(states))
+        self.add(*encode_requests(self.engine, requests))
+
+    def add(self, requests: list[SearchRequest], state: State) -> None:
+        """Add requests that `encode_requests` encoded (possibly on another thread, meanwhile)."""
+        self._add(requests, state)
 
     def _slots_for(self, count: int) -> np.ndarray:
         """Free slots for `count` new requests; the per-slot arrays double when none are left."""
@@ -521,6 +516,22 @@ def _row_isin(ids: np.ndarray, sets: np.ndarray) -> np.ndarray:
     if not sets.shape[1]:
         return np.zeros(ids.shape, bool)
     return (ids[:, :, None] == sets[:, None, :]).any(axis=2)
+
+
+def encode_requests(engine: Engine, requests: list[SearchRequest]) -> tuple[list[SearchRequest], State]:
+    """The requests with a source, in the order of their rows, and the state that encodes them
+    (in `encoding_groups`). Touches no search: a server may encode on one thread while another
+    steps the batch."""
+    requests = [r for r in requests if r.src_ids]
+    if not requests:
+        return [], {}
+    groups = encoding_groups(requests)
+    states = []
+    for group in groups:
+        ids, lengths = pad_batch([r.src_ids for r in group])
+        short = np.array([r.options.use_shortlist for r in group])
+        states.append(engine.encode(ids, lengths, short) if short.any() else engine.encode(ids, lengths))
+    return [r for g in groups for r in g], states[0] if len(states) == 1 else engine.merge(states)
 
 
 def translate_batch(

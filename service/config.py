@@ -60,6 +60,7 @@ class SchedulerConfig:
     batch_wait_ms: float = 2.0  # when idle, wait this long for company before encoding
     static_batch: int = 64  # static mode: sentences per batch
     max_failures: int = 3  # engine failures in a row before health turns NOT_SERVING
+    encode_ahead: bool = False  # continuous: encode arrivals on a thread of their own (pays on spare cores)
 
 
 EMBEDDING_TABLES_MB = 256.0  # the demo model's take 35 MB
@@ -113,6 +114,9 @@ FLAGS = [
     ("batch-wait-ms", "scheduler", "batch_wait_ms", float, "wait for company when idle (while waiting catches any)"),
     ("static-batch", "scheduler", "static_batch", int, "static mode: sentences per batch"),
     ("max-failures", "scheduler", "max_failures", int, "engine failures in a row before health is NOT_SERVING"),
+    ("encode-ahead", "scheduler", "encode_ahead", _flag,
+     "continuous: encode arriving sentences on a thread of their own while the batch decodes (1/0); "
+     "pays where ONNX Runtime leaves cores spare (--threads below the CPUs)"),
     ("max-texts", "limits", "max_texts", int, "texts per request"),
     ("max-chars", "limits", "max_chars", int, "characters per text"),
     ("max-sentences", "limits", "max_sentences", int, "sentences per text"),

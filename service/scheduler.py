@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from nmt.engine import Engine
-from nmt.search import BatchSearch, SearchRequest
+from nmt.search import BatchSearch, SearchRequest, encode_requests
 from service.config import SchedulerConfig
 from service.metrics import Metrics
 
@@ -78,7 +78,16 @@ class Scheduler:
         self._queue: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name=f"scheduler-{model}", daemon=True)
+        # encode ahead: an encoder thread takes the queue and hands encoded sentences over, at most
+        # one batch waiting (`_encoded`); the scheduler thread merges them and steps
+        self._ahead = cfg.encode_ahead and cfg.kind == "continuous"
+        self._encoded: collections.deque[tuple[list[Job], object, float]] = collections.deque()
+        self._encoding = False  # the encoder thread holds jobs it took from the queue
+        self._merging = False  # the scheduler thread holds an encoded batch not yet in the search
+        self._thread = threading.Thread(target=self._run_ahead if self._ahead else self._run,
+                                        name=f"scheduler-{model}", daemon=True)
+        self._encoder = threading.Thread(target=self._encode_loop, name=f"encoder-{model}",
+                                         daemon=True) if self._ahead else None
         self.search = BatchSearch(engine)
         self.failures = 0  # engine failures in a row
         self.healthy = True
@@ -89,6 +98,8 @@ class Scheduler:
 
     def start(self) -> None:
         self._thread.start()
+        if self._encoder is not None:
+            self._encoder.start()
 
     def submit(self, jobs: list[Job]) -> str | None:
         """Queue all jobs, or none: None when queued, else why not ("shutdown" or "overloaded")."""
@@ -99,7 +110,7 @@ class Scheduler:
                 return "overloaded"
             self._queue.extend(jobs)
             self.metrics.queue_depth.labels(self.model).set(len(self._queue))
-            self._cond.notify()
+            self._cond.notify_all()  # with encode ahead, two threads wait on it
         return None
 
     def cancel(self, jobs: list[Job], reason: str = "cancelled") -> None:
@@ -109,7 +120,7 @@ class Scheduler:
             for job in jobs:
                 job.cancelled = job.cancelled or reason
             left = self._remove_from_queue(lambda j: j.cancelled is not None)
-            self._cond.notify()
+            self._cond.notify_all()
         for job in left:
             self._leave_queue(job, job.cancelled)
 
@@ -118,9 +129,11 @@ class Scheduler:
         still queued is answered "shutdown"."""
         with self._cond:
             self._stopping = True
-            self._cond.notify()
-        if self._thread.ident is not None:
-            self._thread.join(timeout)
+            self._cond.notify_all()
+        end = time.monotonic() + timeout
+        for thread in (self._thread, self._encoder):
+            if thread is not None and thread.ident is not None:
+                thread.join(max(0.0, end - time.monotonic()))
         self.abort_queued("shutdown")
 
     def abort_queued(self, reason: str = "shutdown") -> None:
@@ -157,6 +170,79 @@ class Scheduler:
             if len(self.search):
                 self._step()
             self._publish()
+
+    def _run_ahead(self) -> None:
+        """The scheduler thread with encode ahead: merge what the encoder thread encoded, step."""
+        while True:
+            with self._cond:
+                while not self._encoded and not len(self.search):
+                    if self._stopping and not self._queue and not self._encoding:
+                        return
+                    self._cond.wait()
+                batch = self._encoded.popleft() if self._encoded else None
+                self._merging = batch is not None
+            if batch is not None:
+                self._merge_encoded(*batch)
+                with self._cond:
+                    self._merging = False
+                    self._cond.notify_all()
+            self._drop_abandoned()
+            if len(self.search):
+                self._step()
+                if self._queue:  # rows left: the encoder thread may find room for what waits
+                    with self._cond:
+                        self._cond.notify_all()
+            self._publish()
+
+    def _encode_loop(self) -> None:
+        """The encoder thread (encode ahead): take what fits the budgets, encode it while the
+        scheduler thread steps the batch (ONNX Runtime lets go of the GIL), hand it over. It takes
+        again only once the last batch is in the search, so the budgets it checks hold."""
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopping and not self._queue:
+                        return
+                    if self._queue and not self._encoded and not self._merging:
+                        if not len(self.search):
+                            self._wait_for_company()
+                        else:
+                            self._note_company()
+                        now = time.monotonic()
+                        expired = self._remove_from_queue(lambda j: now >= j.deadline)
+                        taken = self._take()
+                        if taken or expired:
+                            break
+                    self._cond.wait()
+                self._encoding = bool(taken)
+                self.metrics.queue_depth.labels(self.model).set(len(self._queue))
+            for job in expired:
+                self._leave_queue(job, "deadline")
+            if not taken:
+                continue
+            live = self._admissible(taken)
+            started = time.perf_counter()
+            try:
+                result: object = encode_requests(self.engine, live)
+            except Exception as e:  # handed over: the scheduler thread fails exactly these
+                result = e
+            with self._cond:
+                self._encoding = False
+                self._encoded.append((live, result, time.perf_counter() - started))
+                self._cond.notify_all()
+
+    def _merge_encoded(self, jobs: list[Job], result: object, seconds: float) -> None:
+        if isinstance(result, Exception):
+            self._engine_failed("encode", result, jobs)
+            return
+        requests, state = result
+        if not requests:
+            return
+        started = time.perf_counter()
+        self.search.add(requests, state)  # cancelled or expired meanwhile: dropped before the step
+        seconds += time.perf_counter() - started  # encode + merge, as `_admit` counts them
+        self.metrics.inference_seconds.labels(self.model, "encode").observe(seconds)
+        self.metrics.batch_tokens.labels(self.model).observe(len(requests) * max(j.src_length for j in requests))
 
     def _remove_from_queue(self, leaving: Callable[[Job], bool]) -> list[Job]:
         """(lock held) Take the jobs for which `leaving` holds out of the queue."""
@@ -223,7 +309,8 @@ class Scheduler:
             rows, longest = new_rows, new_longest
         return taken
 
-    def _admit(self, jobs: list[Job]) -> None:
+    def _admissible(self, jobs: list[Job]) -> list[Job]:
+        """The taken jobs still wanted and with something to decode; the others are answered."""
         now = time.monotonic()
         live = []
         for job in jobs:
@@ -234,7 +321,10 @@ class Scheduler:
                 live.append(job)
         for job in [j for j in live if not j.src_ids]:  # nothing to decode: answered at once
             job.finish()
-        live = [j for j in live if j.src_ids]
+        return [j for j in live if j.src_ids]
+
+    def _admit(self, jobs: list[Job]) -> None:
+        live = self._admissible(jobs)
         if not live:
             return
         started = time.perf_counter()
