@@ -60,7 +60,7 @@ class SchedulerConfig:
     batch_wait_ms: float = 2.0  # when idle, wait this long for company before encoding
     static_batch: int = 64  # static mode: sentences per batch
     max_failures: int = 3  # engine failures in a row before health turns NOT_SERVING
-    encode_ahead: bool = False  # continuous: encode arrivals on a thread of their own (pays on spare cores)
+    encode_ahead: bool = False  # continuous: encode arrivals on a thread of their own (see ServerConfig)
 
 
 EMBEDDING_TABLES_MB = 256.0  # the demo model's take 35 MB
@@ -75,6 +75,8 @@ class ServerConfig:
     http_port: int = 8080  # HTTP/JSON API, LibreTranslate API and the attention page (0: off)
     cors_origins: str = "*"  # origins whose pages may call the HTTP API (comma-separated; empty: none)
     threads: int = 0  # ONNX Runtime intra-op threads (0: one per core)
+    # auto: encode ahead (SchedulerConfig) where ONNX Runtime leaves CPUs to spare (--threads below them)
+    encode_ahead: str = "auto"
     int8_kernels: str = "auto"  # auto | int8 | fp32: how int8 bundles run (service/int8.py)
     embedding_tables_mb: float = EMBEDDING_TABLES_MB  # per model (service/embedding_tables.py; 0: off)
     grace_seconds: float = 10.0
@@ -114,9 +116,9 @@ FLAGS = [
     ("batch-wait-ms", "scheduler", "batch_wait_ms", float, "wait for company when idle (while waiting catches any)"),
     ("static-batch", "scheduler", "static_batch", int, "static mode: sentences per batch"),
     ("max-failures", "scheduler", "max_failures", int, "engine failures in a row before health is NOT_SERVING"),
-    ("encode-ahead", "scheduler", "encode_ahead", _flag,
-     "continuous: encode arriving sentences on a thread of their own while the batch decodes (1/0); "
-     "pays where ONNX Runtime leaves cores spare (--threads below the CPUs)"),
+    ("encode-ahead", None, "encode_ahead", str,
+     "continuous batching: encode arriving sentences on a thread of their own while the batch decodes: "
+     "auto (where --threads leaves CPUs to spare), on or off"),
     ("max-texts", "limits", "max_texts", int, "texts per request"),
     ("max-chars", "limits", "max_chars", int, "characters per text"),
     ("max-sentences", "limits", "max_sentences", int, "sentences per text"),
@@ -179,6 +181,10 @@ def parse_args(argv: list[str] | None = None, environ: dict | None = None) -> Se
         parser.error(f"--scheduler must be continuous or static, got {cfg.scheduler.kind!r}")
     if cfg.int8_kernels not in ("auto", "int8", "fp32"):
         parser.error(f"--int8-kernels must be auto, int8 or fp32, got {cfg.int8_kernels!r}")
+    try:
+        cfg.encode_ahead = cfg.encode_ahead if cfg.encode_ahead == "auto" else ("on" if _flag(cfg.encode_ahead) else "off")
+    except ValueError:
+        parser.error(f"--encode-ahead must be auto, on or off, got {cfg.encode_ahead!r}")
     if cfg.embedding_tables_mb < 0:
         parser.error(f"--embedding-tables-mb must be >= 0, got {cfg.embedding_tables_mb}")
     if bool(cfg.tls_cert) != bool(cfg.tls_key):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nmt.bundle import Bundle, BundleError, load_bundle
 from nmt.search import SearchOptions, translate_batch
@@ -59,12 +59,25 @@ def text_processor(bundle: Bundle, source: Tokenizer, target: Tokenizer) -> Text
                          target_language=m.get("target_language", "") or "")
 
 
+def encodes_ahead(setting: str, kind: str, threads: int, cpus: int) -> bool:
+    """Whether continuous batching encodes arrivals on a thread of their own (`--encode-ahead`).
+    "auto": where ONNX Runtime leaves CPUs to spare. Encoding beside the decoding pays where a core
+    is free for it (bench/serve_bench.py on a 16-core machine); where ONNX Runtime has every core,
+    the encoder only competes with the decoder for them."""
+    return kind == "continuous" and (setting == "on" or (setting == "auto" and threads < cpus))
+
+
 def load_models(paths: list[str], metrics: Metrics, cfg: SchedulerConfig, threads: int,
-                int8_kernels: str = "auto", embedding_tables_mb: float = EMBEDDING_TABLES_MB) -> dict[str, Model]:
+                int8_kernels: str = "auto", embedding_tables_mb: float = EMBEDDING_TABLES_MB,
+                encode_ahead: str = "auto") -> dict[str, Model]:
     """Load and validate every bundle; a bad bundle ends start-up with a message naming it."""
     models: dict[str, Model] = {}
-    threads = threads or available_cpus()  # 0: what the container may use, not the host's cores
-    log.info("ONNX Runtime threads: %d", threads)
+    cpus = available_cpus()
+    threads = threads or cpus  # 0: what the container may use, not the host's cores
+    ahead = encodes_ahead(encode_ahead, cfg.kind, threads, cpus)
+    cfg = replace(cfg, encode_ahead=ahead)
+    log.info("ONNX Runtime threads: %d of %d CPUs; encode ahead: %s", threads, cpus,
+             "on" if ahead else "off" if cfg.kind == "continuous" else "off (static batching)")
     for path in paths:
         bundle = load_bundle(path)
         if bundle.name in models:

@@ -9,6 +9,11 @@ static (request-level): takes a batch of waiting sentences, decodes it until all
 Both drive the same `nmt.search.BatchSearch`, so a sentence's output does not depend on the mode
 or on its company. ONNX Runtime releases the GIL, so gRPC handlers keep running during steps.
 
+encode ahead (continuous, `--encode-ahead`): an encoder thread takes the queue and encodes the
+  arrivals while the scheduler thread steps the batch; the scheduler thread merges what was encoded
+  between two steps. On a machine where ONNX Runtime leaves a core free, arrivals then cost the
+  batch only the merge (bench/serve_bench.py); where it has every core, it buys nothing (auto: off).
+
 Guarantees an operator relies on:
 - every job ends exactly once (`Job.finish`): translated, or with the reason it was not
   (cancelled, deadline, shutdown, internal); an engine failure fails exactly the sentences of the

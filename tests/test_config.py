@@ -51,3 +51,18 @@ def test_thread_count_follows_the_container_quota(tmp_path):
     assert cgroup_quota(v1) is None
     (v1 / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
     assert available_cpus(v1) == 1
+
+
+def test_encode_ahead_is_on_where_onnx_runtime_leaves_cpus_to_spare_unless_told():
+    from service.models import encodes_ahead
+
+    assert parse_args([]).encode_ahead == "auto"
+    assert parse_args(["--encode-ahead", "1"]).encode_ahead == "on"
+    assert parse_args([], {"TRANSLATOR_ENCODE_AHEAD": "off"}).encode_ahead == "off"
+    with pytest.raises(SystemExit):
+        parse_args(["--encode-ahead", "sometimes"])
+    assert encodes_ahead("auto", "continuous", threads=2, cpus=16)
+    assert not encodes_ahead("auto", "continuous", threads=16, cpus=16)  # the default --threads 0
+    assert encodes_ahead("on", "continuous", threads=16, cpus=16)
+    assert not encodes_ahead("off", "continuous", threads=2, cpus=16)
+    assert not encodes_ahead("on", "static", threads=2, cpus=16)  # static batches encode together

@@ -11,6 +11,21 @@ from service.metrics import Metrics
 from service.scheduler import Job, Scheduler
 from tests.tiny import LengthEngine
 
+ENCODE_AHEAD = {"on": False}
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["plain", "encode-ahead"])
+def _encode_ahead(request):
+    """Every behaviour below holds too with arrivals encoded on a thread of their own (continuous
+    batching's encode ahead; static batching ignores it)."""
+    ENCODE_AHEAD["on"] = request.param
+
+
+def config(**values) -> SchedulerConfig:
+    return SchedulerConfig(encode_ahead=ENCODE_AHEAD["on"], **values)
+
+
+
 
 def until(condition, seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds
@@ -23,7 +38,7 @@ def run_jobs(kind: str, plan: list[tuple[float, int]], **cfg):
     """plan: (submit time in s, output length). Returns finish order and the scheduler's metrics."""
     engine = LengthEngine(delay=0.004)
     metrics = Metrics()
-    scheduler = Scheduler(engine, "m", metrics, SchedulerConfig(kind=kind, batch_wait_ms=0, **cfg))
+    scheduler = Scheduler(engine, "m", metrics, config(kind=kind, batch_wait_ms=0, **cfg))
     scheduler.start()
     order, done = [], threading.Event()
     lock = threading.Lock()
@@ -64,7 +79,7 @@ def test_waiting_for_company_stops_when_it_catches_nobody_and_resumes_when_compa
             encoded.append(len(src_ids))
             return super().encode(src_ids, src_lengths)
 
-    scheduler = Scheduler(Recording(delay=0.005), "m", Metrics(), SchedulerConfig(batch_wait_ms=400))
+    scheduler = Scheduler(Recording(delay=0.005), "m", Metrics(), config(batch_wait_ms=400))
     scheduler.start()
 
     def pair(gap: float) -> None:
@@ -89,7 +104,7 @@ def test_waiting_for_company_stops_when_it_catches_nobody_and_resumes_when_compa
 
 def test_row_budget_holds_requests_back_until_rows_free():
     engine = LengthEngine()
-    scheduler = Scheduler(engine, "m", Metrics(), SchedulerConfig(max_rows=4, batch_wait_ms=0))
+    scheduler = Scheduler(engine, "m", Metrics(), config(max_rows=4, batch_wait_ms=0))
     finished = []
     jobs = [Job([3, 1], SearchOptions(beam_size=2, max_length=9), deadline=time.monotonic() + 30,
                 on_done=finished.append)
@@ -107,7 +122,7 @@ def test_row_budget_holds_requests_back_until_rows_free():
 
 
 def test_full_queue_sheds_at_once():
-    scheduler = Scheduler(LengthEngine(), "m", Metrics(), SchedulerConfig(max_queue=3))
+    scheduler = Scheduler(LengthEngine(), "m", Metrics(), config(max_queue=3))
     job = lambda: Job([1, 1], SearchOptions(), deadline=time.monotonic() + 30)  # noqa: E731
     assert scheduler.submit([job(), job()]) is None
     assert scheduler.submit([job(), job()]) == "overloaded"  # would make 4 > 3: refused whole
@@ -152,7 +167,7 @@ def make_jobs(count, on_done, length=3, beam=1, deadline=30.0):
 
 
 def test_state_stays_bounded_over_100000_requests():
-    scheduler = Scheduler(LengthEngine(), "m", Metrics(), SchedulerConfig(batch_wait_ms=0, max_rows=64))
+    scheduler = Scheduler(LengthEngine(), "m", Metrics(), config(batch_wait_ms=0, max_rows=64))
     scheduler.start()
     total, chunk = 100_000, 500
     done, on_done, event = collect(total)
@@ -176,7 +191,7 @@ def test_state_stays_bounded_over_100000_requests():
 @pytest.mark.parametrize("stage,fail", [("encode", {"encode": {2}}), ("step", {"step": {3}})])
 def test_an_engine_failure_fails_exactly_its_batch_and_serving_goes_on(stage, fail):
     engine = FailingEngine(fail)
-    scheduler = Scheduler(engine, "m", Metrics(), SchedulerConfig(batch_wait_ms=0, max_rows=4))
+    scheduler = Scheduler(engine, "m", Metrics(), config(batch_wait_ms=0, max_rows=4))
     done, on_done, event = collect(12)
     jobs = make_jobs(12, on_done)  # max_rows 4: three batches of four, encoded one after another
     assert scheduler.submit(jobs) is None
@@ -196,7 +211,7 @@ def test_an_engine_failure_fails_exactly_its_batch_and_serving_goes_on(stage, fa
 def test_repeated_engine_failures_report_unhealthy_then_recovery_reports_healthy():
     engine = FailingEngine({"encode": {1, 2, 3}})
     health = []
-    scheduler = Scheduler(engine, "m", Metrics(), SchedulerConfig(batch_wait_ms=0, max_rows=1, max_failures=3),
+    scheduler = Scheduler(engine, "m", Metrics(), config(batch_wait_ms=0, max_rows=1, max_failures=3),
                           on_health=health.append)
     done, on_done, event = collect(5)
     assert scheduler.submit(make_jobs(5, on_done)) is None
@@ -210,7 +225,7 @@ def test_repeated_engine_failures_report_unhealthy_then_recovery_reports_healthy
 def test_cancelled_jobs_leave_the_queue_at_once_and_shutdown_answers_the_rest():
     engine = LengthEngine(delay=0.02)
     metrics = Metrics()
-    scheduler = Scheduler(engine, "m", metrics, SchedulerConfig(batch_wait_ms=0, max_rows=1, max_queue=3))
+    scheduler = Scheduler(engine, "m", metrics, config(batch_wait_ms=0, max_rows=1, max_queue=3))
     done, on_done, _ = collect(0)
     running = make_jobs(1, on_done, length=40)  # 40 steps of 20 ms
     waiting = make_jobs(3, on_done)
@@ -239,7 +254,7 @@ def test_cancelled_jobs_leave_the_queue_at_once_and_shutdown_answers_the_rest():
 
 def test_a_job_past_its_deadline_in_the_queue_is_answered_without_being_run():
     engine = LengthEngine(delay=0.02)
-    scheduler = Scheduler(engine, "m", Metrics(), SchedulerConfig(batch_wait_ms=0, max_rows=1))
+    scheduler = Scheduler(engine, "m", Metrics(), config(batch_wait_ms=0, max_rows=1))
     done, on_done, event = collect(2)
     assert scheduler.submit(make_jobs(1, on_done, length=20) + make_jobs(1, on_done, deadline=0.1)) is None
     scheduler.start()
@@ -260,7 +275,7 @@ def test_budgets_bound_rows_and_padded_positions_in_both_modes(kind):
             seen.append((len(prev_ids), state["mask"].shape[1]))
             return super().step(prev_ids, state, k)
 
-    scheduler = Scheduler(Recording(), "m", Metrics(), SchedulerConfig(
+    scheduler = Scheduler(Recording(), "m", Metrics(), config(
         kind=kind, batch_wait_ms=5, max_rows=8, max_tokens=96, static_batch=64))
     done, on_done, event = collect(40)
     jobs = [Job([3] + [1] * (1 if i % 5 else 39), SearchOptions(beam_size=1 + i % 2, max_length=9),
@@ -278,7 +293,7 @@ def test_budgets_bound_rows_and_padded_positions_in_both_modes(kind):
 
 
 def test_a_job_with_nothing_to_decode_is_answered_not_forgotten():
-    scheduler = Scheduler(LengthEngine(), "m", Metrics(), SchedulerConfig(batch_wait_ms=0))
+    scheduler = Scheduler(LengthEngine(), "m", Metrics(), config(batch_wait_ms=0))
     done, on_done, event = collect(2)
     empty = Job([], SearchOptions(), deadline=time.monotonic() + 30, on_done=on_done)
     assert scheduler.submit([empty] + make_jobs(1, on_done)) is None
@@ -286,3 +301,37 @@ def test_a_job_with_nothing_to_decode_is_answered_not_forgotten():
     assert event.wait(5)
     scheduler.stop()
     assert empty.finished and empty.error is None and empty.hypotheses == []
+
+
+def test_encode_ahead_keeps_the_batch_decoding_while_newcomers_are_encoded():
+    """With encode ahead, a slow encoding of newcomers (tens of milliseconds of ONNX Runtime, which
+    lets go of the GIL) no longer stops the running batch: its steps go on meanwhile."""
+    events = []  # (what, thread, time)
+
+    class SlowEncoder(LengthEngine):
+        def encode(self, src_ids, src_lengths):
+            events.append(("encode start", threading.current_thread().name, time.monotonic()))
+            time.sleep(0.05)
+            events.append(("encode end", threading.current_thread().name, time.monotonic()))
+            return super().encode(src_ids, src_lengths)
+
+        def step(self, prev_ids, state, k):
+            events.append(("step", threading.current_thread().name, time.monotonic()))
+            return super().step(prev_ids, state, k)
+
+    scheduler = Scheduler(SlowEncoder(delay=0.002), "m", Metrics(), config(batch_wait_ms=0))
+    scheduler.start()
+    done, on_done, event = collect(2)
+    assert scheduler.submit([Job([150, 7], SearchOptions(max_length=500), deadline=time.monotonic() + 30,
+                                 on_done=on_done)]) is None
+    until(lambda: sum(e[0] == "step" for e in events) >= 10)
+    assert scheduler.submit([Job([5, 7], SearchOptions(max_length=500), deadline=time.monotonic() + 30,
+                                 on_done=on_done)]) is None
+    assert event.wait(30)
+    scheduler.stop()
+    (_, thread, start), (_, _, end) = [e for e in events if e[0].startswith("encode")][2:4]  # the newcomer's
+    steps_meanwhile = sum(1 for what, _, at in events if what == "step" and start < at < end)
+    if ENCODE_AHEAD["on"]:
+        assert thread == "encoder-m" and steps_meanwhile >= 5
+    else:
+        assert thread == "scheduler-m" and steps_meanwhile == 0

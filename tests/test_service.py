@@ -158,6 +158,20 @@ def test_deadline_and_cancellation_free_their_rows(server):
 
 
 def test_concurrent_clients_get_the_answers_they_get_alone(server, client):
+    concurrent_answers_are_those_alone(server, client)
+
+
+def test_with_encode_ahead_concurrent_clients_get_the_answers_they_get_alone():
+    srv = RunningServer(make_config(encode_ahead="on")).start()
+    try:
+        assert srv.srv.models[next(iter(srv.srv.models))].scheduler._encoder is not None
+        with TranslatorClient(srv.address) as c:
+            concurrent_answers_are_those_alone(srv, c)
+    finally:
+        srv.stop()
+
+
+def concurrent_answers_are_those_alone(server, client):
     options = [dict(beam_size=1), dict(beam_size=4, num_hypotheses=2), dict(beam_size=2, return_attention=True)]
     jobs = [(SENTENCES[i % len(SENTENCES)], options[i % len(options)]) for i in range(64)]
     alone = {}
