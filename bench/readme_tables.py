@@ -173,8 +173,9 @@ def serve(name: str = "serve") -> str:
         note += (f" Medians of {r['repeats']} runs of every configuration, taken in turn; latency percentiles "
                  "over all their ordinary calls.")
     by = {(row["clients"], row["beam"], row["scheduler"]): row for row in r["rows"]}
-    pairs = [(f"{clients}, beam {beam}", row, by[clients, beam, "static"]) for (clients, beam, scheduler), row in by.items()
-             if scheduler == "continuous" and (clients, beam, "static") in by]
+    pairs = [(f"{clients}, beam {beam}" + scheduler.removeprefix("continuous"), row, by[clients, beam, "static"])
+             for (clients, beam, scheduler), row in by.items()
+             if scheduler.startswith("continuous") and (clients, beam, "static") in by]
     if pairs:  # what the issue's targets for continuous batching read
         lines += ["", "| continuous batching against static | sentences/s, continuous over static "
                   "| p99 of the ordinary calls, static over continuous |", "|---|---|---|"]
@@ -185,40 +186,44 @@ def serve(name: str = "serve") -> str:
 
 def serve_machines() -> str:
     """The service's targets on each machine measured: what the engine alone does, what the
-    scheduler keeps of it without the gRPC front, and what 32 clients get over gRPC."""
-    setups = [("2 cores, shared by everything (ONNX Runtime on both, front, bench clients)", "serve", "batching"),
-              ("16 cores: ONNX Runtime on 2, the other 14 left to the front and the bench clients",
-               "serve-spare-cores", "batching-spare-cores"),
-              ("16 cores: ONNX Runtime on all 16 (the default, `--threads 0`)", "serve-all-cores", None)]
-    lines = ["| machine | engine alone, sentences/s, beam 1 / 5 | scheduler without gRPC, share of its engine alone "
-             "| served, 32 clients, share of the engine alone | continuous over static, sentences/s "
-             "| 1 in 4 long: ordinary calls' p99 (p50), static over continuous "
-             "| 1 in 4 long: ordinary calls' p99 over their p99 with no long calls, continuous / static |",
-             "|---|---|---|---|---|---|---|"]
+    scheduler keeps of it without the gRPC front, and what 32 clients get over gRPC; continuous
+    batching with and without encode ahead."""
+    setups = [("2 cores, shared by everything", "serve", "batching"),
+              ("16 cores, ONNX Runtime on 2", "serve-spare-cores", "batching-spare-cores"),
+              ("16 cores, ONNX Runtime on all 16", "serve-all-cores", None)]
+    lines = ["| machine | scheduler | engine alone, sentences/s | scheduler without gRPC, share of its engine alone "
+             "| served, 32 clients, share of the engine alone | over static, sentences/s "
+             "| 1 in 4 long: ordinary calls' p99 (p50), static over it "
+             "| 1 in 4 long: ordinary calls' p99 over their p99 with no long calls (static's) |",
+             "|---|---|---|---|---|---|---|---|"]
     sources = []
     for label, serve_name, batching_name in setups:
         r = _load(serve_name)
         sources.append(r)
         by = {(row["clients"], row["scheduler"], row["beam"]): row for row in r["rows"]}
-        clients = f"{r['engine_batch']} concurrent"
-        long = by[f"{r['engine_batch']}, 1 in 4 long", "continuous", 1], by[f"{r['engine_batch']}, 1 in 4 long", "static", 1]
-        scheduler = ""
+        clients, long = f"{r['engine_batch']} concurrent", f"{r['engine_batch']}, 1 in 4 long"
+        share = {}
         if batching_name:
             b = _load(batching_name)
             sources.append(b)
             share = {(row["beam"], row["config"]): row["vs_engine"] for row in b["rows"]}
-            scheduler = " / ".join(f"{share[beam, 'continuous']:.0%}" for beam in (1, 5))
-        lines.append(
-            f"| {label} | {r['engine_alone']['1']:.1f} / {r['engine_alone']['5']:.1f} | {scheduler} | "
-            + " / ".join(f"{by[clients, 'continuous', beam]['vs_engine']:.0%}" for beam in (1, 5)) + " | "
-            + " / ".join(f"{by[clients, 'continuous', beam]['per_s'] / by[clients, 'static', beam]['per_s']:.0%}"
-                         for beam in (1, 5))
-            + f" | {long[1]['p99_ms'] / long[0]['p99_ms']:.2f}x ({long[1]['p50_ms'] / long[0]['p50_ms']:.2f}x) | "
-            + " / ".join(f"{long[i]['p99_ms'] / by[clients, kind, 1]['p99_ms']:.2f}x"
-                         for i, kind in enumerate(("continuous", "static"))) + " |")
-    note = ("Shares and ratios: beam 1 / beam 5, continuous batching, each against the engine alone of its own "
-            "run (the scheduler's without the text pipeline, the served one's with it). The long mix is greedy; "
-            "its last column divides by the same scheduler's 32-concurrent row of the same run.")
+        static = by[long, "static", 1]
+        for variant in ("continuous", "continuous, encode ahead"):
+            if (clients, variant, 1) not in by:
+                continue
+            ordinary = by[long, variant, 1]
+            scheduler = " / ".join(f"{share[beam, variant]:.0%}" for beam in (1, 5)) if (1, variant) in share else ""
+            lines.append(
+                f"| {label} | {variant} | {r['engine_alone']['1']:.1f} / {r['engine_alone']['5']:.1f} | {scheduler} | "
+                + " / ".join(f"{by[clients, variant, beam]['vs_engine']:.0%}" for beam in (1, 5)) + " | "
+                + " / ".join(f"{by[clients, variant, beam]['per_s'] / by[clients, 'static', beam]['per_s']:.0%}"
+                             for beam in (1, 5))
+                + f" | {static['p99_ms'] / ordinary['p99_ms']:.2f}x ({static['p50_ms'] / ordinary['p50_ms']:.2f}x) "
+                + f"| {ordinary['p99_ms'] / by[clients, variant, 1]['p99_ms']:.2f}x "
+                + f"({static['p99_ms'] / by[clients, 'static', 1]['p99_ms']:.2f}x) |")
+    note = ("Sentences/s, shares and ratios: beam 1 / beam 5, each against the engine alone of its own run (the "
+            "scheduler's without the text pipeline, the served one's with it). The long mix is greedy; its last "
+            "column divides by the same scheduler's 32-concurrent row of the same run.")
     return "\n".join(lines) + "\n\n" + note + "\n\n" + _source(*sources)
 
 
