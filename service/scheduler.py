@@ -160,13 +160,7 @@ class Scheduler:
                     self._cond.wait()
                 if self._stopping and not self._queue and not len(self.search):
                     return
-                if not len(self.search):
-                    self._wait_for_company()
-                else:
-                    self._note_company()
-                now = time.monotonic()
-                expired = self._remove_from_queue(lambda j: now >= j.deadline)
-                admitted = self._take()
+                expired, admitted = self._due()
                 self.metrics.queue_depth.labels(self.model).set(len(self._queue))
             for job in expired:
                 self._leave_queue(job, "deadline")
@@ -175,6 +169,16 @@ class Scheduler:
             if len(self.search):
                 self._step()
             self._publish()
+
+    def _due(self) -> tuple[list[Job], list[Job]]:
+        """(lock held) The queued jobs whose deadline passed, and those to admit now (after waiting
+        for company when nothing runs)."""
+        if not len(self.search):
+            self._wait_for_company()
+        else:
+            self._note_company()
+        now = time.monotonic()
+        return self._remove_from_queue(lambda j: now >= j.deadline), self._take()
 
     def _run_ahead(self) -> None:
         """The scheduler thread with encode ahead: merge what the encoder thread encoded, step."""
@@ -209,13 +213,7 @@ class Scheduler:
                     if self._stopping and not self._queue:
                         return
                     if self._queue and not self._encoded and not self._merging:
-                        if not len(self.search):
-                            self._wait_for_company()
-                        else:
-                            self._note_company()
-                        now = time.monotonic()
-                        expired = self._remove_from_queue(lambda j: now >= j.deadline)
-                        taken = self._take()
+                        expired, taken = self._due()
                         if taken or expired:
                             break
                     self._cond.wait()
