@@ -181,17 +181,30 @@ class Scheduler:
         return self._remove_from_queue(lambda j: now >= j.deadline), self._take()
 
     def _run_ahead(self) -> None:
-        """The scheduler thread with encode ahead: merge what the encoder thread encoded, step."""
+        """The scheduler thread with encode ahead: merge what the encoder thread encoded, step.
+        When nothing decodes there is nothing to encode ahead of: it admits arrivals itself, as
+        without encode ahead (a hand-over to the encoder thread cost a lone client's request time)."""
         while True:
+            expired, direct = [], []
             with self._cond:
                 while not self._encoded and not len(self.search):
                     if self._stopping and not self._queue and not self._encoding:
                         return
+                    if self._queue and not self._encoding:
+                        break
                     self._cond.wait()
                 batch = self._encoded.popleft() if self._encoded else None
-                self._merging = batch is not None
-            if batch is not None:
-                self._merge_encoded(*batch)
+                if batch is None and not len(self.search):
+                    expired, direct = self._due()
+                    self.metrics.queue_depth.labels(self.model).set(len(self._queue))
+                self._merging = batch is not None or bool(direct)
+            for job in expired:
+                self._leave_queue(job, "deadline")
+            if batch is not None or direct:
+                if batch is not None:
+                    self._merge_encoded(*batch)
+                else:
+                    self._admit(direct)
                 with self._cond:
                     self._merging = False
                     self._cond.notify_all()
@@ -204,15 +217,16 @@ class Scheduler:
             self._publish()
 
     def _encode_loop(self) -> None:
-        """The encoder thread (encode ahead): take what fits the budgets, encode it while the
-        scheduler thread steps the batch (ONNX Runtime lets go of the GIL), hand it over. It takes
-        again only once the last batch is in the search, so the budgets it checks hold."""
+        """The encoder thread (encode ahead): while a batch decodes, take what fits the budgets,
+        encode it while the scheduler thread steps the batch (ONNX Runtime lets go of the GIL), hand
+        it over. It takes again only once the last batch is in the search, so the budgets it checks
+        hold."""
         while True:
             with self._cond:
                 while True:
                     if self._stopping and not self._queue:
                         return
-                    if self._queue and not self._encoded and not self._merging:
+                    if self._queue and not self._encoded and not self._merging and len(self.search):
                         expired, taken = self._due()
                         if taken or expired:
                             break
