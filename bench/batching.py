@@ -162,7 +162,8 @@ def main() -> None:
         print(f"| {r['beam']} | {r['config']} | {r['encoder_us_per_sentence']:.0f} | {r['row_step_us']:.1f} "
               f"| {r['positions_per_row']:.1f} / {r['real_positions_per_row']:.1f} |")
     write_result(args.result, {"sentences_from": sentence_source(), "sentences": len(ids), "clients": args.clients,
-                               "repeats": args.repeats, "threads": args.threads, "bundle": Path(args.bundle).name, "rows": rows})
+                               "repeats": args.repeats, "threads": args.threads, "bundle": Path(args.bundle).name,
+                               "rows": rows})
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Prints a table (sentences/s, ratio to one client at a time, mean sentences per e
 step, p50/p99 latency, outputs identical to the one-at-a-time run, and the share of what the engine
 alone does with the same sentences in batches of 32, measured in the same run in its own process)
 and saves bench/results/serve.png (`--result` names another). Every configuration runs `--repeats`
-times, in turn with the others (both servers stay up), and the table shows medians: the machine's
+times, in turn with the others (all servers stay up), and the table shows medians: the machine's
 speed drifts. `--threads N` gives the server and the engine alone N ONNX Runtime threads, which on a
 machine with more cores leaves the rest to the server's front and the clients.
 The "1 in 4 long" rows make every fourth call ask for 80+ output tokens; their latency columns are
@@ -40,7 +40,8 @@ from service.client import TranslatorClient  # noqa: E402
 
 
 
-SCHEDULERS = ("continuous", "continuous, encode ahead", "static")
+SCHEDULERS = {"continuous": ("continuous", False),  # label: (--scheduler, --encode-ahead)
+              "continuous, encode ahead": ("continuous", True), "static": ("static", False)}
 
 
 def free_port() -> int:
@@ -160,8 +161,8 @@ def main() -> None:
             configs.append((f"{args.clients}, 1 in 4 long", scheduler, 1, args.clients, 4))
     # All servers up at once and every configuration run in turn, `repeats` times: this shared
     # machine's speed drifts by 10-20% over minutes, and a comparison should not ride on it.
-    servers = {kind: Server(args.bundle, kind.split(",")[0], args.threads, encode_ahead="encode ahead" in kind)
-               for kind in SCHEDULERS}
+    servers = {label: Server(args.bundle, kind, args.threads, encode_ahead=ahead)
+               for label, (kind, ahead) in SCHEDULERS.items()}
     runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
     engine_runs: dict[int, list[float]] = {beam: [] for beam in beams}
     try:

@@ -181,10 +181,6 @@ class BatchSearch:
         If the engine fails, nothing is added and the exception propagates."""
         self.add(*encode_requests(self.engine, requests))
 
-    def add(self, requests: list[SearchRequest], state: State) -> None:
-        """Add requests that `encode_requests` encoded (possibly on another thread, meanwhile)."""
-        self._add(requests, state)
-
     def _slots_for(self, count: int) -> np.ndarray:
         """Free slots for `count` new requests; the per-slot arrays double when none are left."""
         if len(self._free) < count:
@@ -203,8 +199,9 @@ class BatchSearch:
         del self._finished[slot]
         self._free.append(slot)
 
-    def _add(self, requests: list[SearchRequest], state: State) -> None:
-        """Add requests whose sources `state` encodes (one row each, in the same order)."""
+    def add(self, requests: list[SearchRequest], state: State) -> None:
+        """Add requests whose sources `state` encodes (one row each, in the same order), as
+        `encode_requests` returns them (possibly encoded on another thread, meanwhile)."""
         if not requests:
             return
         slots = self._slots_for(len(requests))
