@@ -243,7 +243,18 @@ def serve_profile() -> str:
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
     cpu = "; ".join(f"beam {row['beam']} ({row['per_s']:.1f} sentences/s): "
                     + ", ".join(f"{k} {v:.2f}" for k, v in row["cpu_cores"].items()) for row in rows)
-    return "\n".join(lines) + f"\n\nCPU cores used, by thread: {cpu}.\n\n" + _source(r)
+    text = "\n".join(lines) + f"\n\nCPU cores used, by thread: {cpu}.\n\n"
+    beside = [row for row in rows if "beside_the_front" in row]
+    if beside:
+        text += ("| beam | the front's CPU (all but the scheduler and ONNX Runtime, plus the clients), cores "
+                 "| engine alone, sentences/s | engine alone beside that load | served (not sampled) |\n|---|---|---|---|---|\n")
+        for row in beside:
+            b = row["beside_the_front"]
+            alone, loaded, served = (b["rates"][k] for k in ("engine alone", "engine alone beside the load", "served"))
+            text += (f"| {row['beam']} | {b['front_cores']:.2f} | {alone:.1f} | {loaded:.1f} ({loaded / alone:.0%}) "
+                     f"| {served:.1f} ({served / alone:.0%}) |\n")
+        text += f"\nMedians of {r['repeats']} runs of each, taken in turn.\n\n"
+    return text + _source(r)
 
 
 def engines() -> str:

@@ -134,6 +134,14 @@ def engine_alone(bundle: str, count: int, beam: int, batch: int, threads: int) -
     print(len(texts) / (time.perf_counter() - started))
 
 
+def engine_alone_rate(bundle: str, sentences: int, batch: int, beam: int, threads: int = 0) -> float:
+    """Sentences/s of `engine_alone`, run in a process of its own."""
+    out = subprocess.run([sys.executable, __file__, "--bundle", bundle, "--sentences", str(sentences),
+                          "--clients", str(batch), "--engine-alone", str(beam), "--threads", str(threads)],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engine-alone", type=int, metavar="BEAM", help=argparse.SUPPRESS)
@@ -173,11 +181,7 @@ def main() -> None:
             for i, (_, scheduler, beam, clients, long_every) in enumerate(configs):
                 runs[i].append(run(servers[scheduler], texts, clients, beam, long_every))
             for beam in beams:  # the engine alone: same sentences, batches of `clients`, own process
-                out = subprocess.run([sys.executable, __file__, "--bundle", args.bundle, "--sentences",
-                                      str(args.sentences), "--clients", str(args.clients), "--engine-alone",
-                                      str(beam), "--threads", str(args.threads)],
-                                     capture_output=True, text=True, check=True, cwd=ROOT)
-                engine_runs[beam].append(float(out.stdout.strip().splitlines()[-1]))
+                engine_runs[beam].append(engine_alone_rate(args.bundle, args.sentences, args.clients, beam, args.threads))
     finally:
         for server in servers.values():
             server.stop()

@@ -1,12 +1,18 @@
 """Where the server's time goes: the real server on loopback under 32 concurrent one-sentence
 clients (as `serve_bench.py`), sampled by py-spy, each sample put in one bucket by its stack.
 
-    python bench/serve_profile.py [--bundle models/demo-de-en] [--beams 1,5] [--scheduler continuous]
+    python bench/serve_profile.py [--bundle models/demo-de-en] [--beams 1,5] [--scheduler continuous] [--repeats 3]
 
 Prints, per beam size, the share of the sampled Python threads' busy time in each bucket, the CPU
 used by each kind of thread (from /proc: ONNX Runtime's pool threads run no Python, so py-spy does
 not see them), and the bench clients' own CPU; writes bench/results/serve-profile.json. Needs py-spy
 (`pip install py-spy`) and permission to trace the server (root, or ptrace_scope 0).
+
+Then what that CPU costs the engine by itself: the engine alone (as in `serve_bench.py`) with and
+without other processes keeping the front's cores busy beside it (the CPU of every thread but the
+scheduler's and ONNX Runtime's, plus the clients'), taken in turn with served runs (not sampled),
+`--repeats` times; medians. Where the engine beside that load keeps about the served share, the gap
+is the cores the front takes, not the way the server shares them.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import collections
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,9 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import sample_sentences  # noqa: E402
+from bench.common import busy_beside, sample_sentences  # noqa: E402
 from bench.provenance import write_result  # noqa: E402
-from bench.serve_bench import Server, run  # noqa: E402
+from bench.serve_bench import Server, engine_alone_rate, run  # noqa: E402
 
 # (bucket, frame substrings: the first bucket with a frame in the stack wins; order matters)
 BUCKETS = [
@@ -45,6 +52,7 @@ BUCKETS = [
     ("gRPC and asyncio: handlers, messages, tasks", ("",)),
 ]
 THREADS = (("scheduler-", "scheduler"), ("MainThread", "event loop"), ("_poll_wrapper", "gRPC poller"))
+ENGINE_THREADS = ("scheduler", "ONNX Runtime pool")  # the rest, and the clients, are the front
 
 
 def bucket(stack: str) -> str:
@@ -101,6 +109,19 @@ def profile(server: Server, texts: list[str], clients: int, beam: int, spy: str)
             "samples": {name: sum(c.values()) for name, c in threads.items()}}
 
 
+def beside_the_front(server: Server, texts: list[str], clients: int, row: dict, bundle: str, repeats: int) -> dict:
+    """Served (not sampled), the engine alone, and the engine alone beside the front's CPU, in turn."""
+    front = round(sum(v for k, v in row["cpu_cores"].items() if k not in ENGINE_THREADS), 2)
+    rates: dict[str, list[float]] = {"served": [], "engine alone": [], "engine alone beside the load": []}
+    for _ in range(repeats):
+        rates["served"].append(run(server, texts, clients, row["beam"])["rate"])
+        rates["engine alone"].append(engine_alone_rate(bundle, len(texts), clients, row["beam"]))
+        with busy_beside(front):
+            rates["engine alone beside the load"].append(engine_alone_rate(bundle, len(texts), clients, row["beam"]))
+    return {"front_cores": front, "rates": {k: round(statistics.median(v), 1) for k, v in rates.items()},
+            "runs": {k: [round(x, 1) for x in v] for k, v in rates.items()}}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", default=str(ROOT / "models" / "demo-de-en"))
@@ -108,6 +129,7 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--beams", default="1,5")
     p.add_argument("--scheduler", default="continuous", choices=["continuous", "static"])
+    p.add_argument("--repeats", type=int, default=3, help="runs of each rate in the comparison beside the front's load")
     args = p.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
@@ -116,6 +138,8 @@ def main() -> None:
     server = Server(args.bundle, args.scheduler)
     try:
         rows = [profile(server, texts, args.clients, int(b), spy) for b in args.beams.split(",")]
+        for row in rows:
+            row["beside_the_front"] = beside_the_front(server, texts, args.clients, row, args.bundle, args.repeats)
     finally:
         server.stop()
     for r in rows:
@@ -125,8 +149,12 @@ def main() -> None:
             print(f"  {thread} thread, busy time:")
             for name, share in shares.items():
                 print(f"    {share:>6.1%}  {name}")
+        b = r["beside_the_front"]
+        alone = b["rates"]["engine alone"]
+        print(f"  front (every thread but the engine's, and the clients): {b['front_cores']} cores; "
+              + ", ".join(f"{k} {v}/s ({v / alone:.0%})" for k, v in b["rates"].items()))
     write_result("serve-profile", {"clients": args.clients, "scheduler": args.scheduler,
-                                   "sentences": args.sentences, "rows": rows})
+                                   "sentences": args.sentences, "repeats": args.repeats, "rows": rows})
 
 
 if __name__ == "__main__":
