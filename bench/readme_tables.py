@@ -187,7 +187,7 @@ def serve(name: str = "serve") -> str:
 def serve_machines() -> str:
     """The service's targets on each machine measured: what the engine alone does, what the
     scheduler keeps of it without the gRPC front, and what 32 clients get over gRPC; continuous
-    batching with and without encode ahead."""
+    batching with and without encode ahead, and as replicas where measured."""
     setups = [("2 cores, shared by everything", "serve", "batching"),
               ("16 cores, ONNX Runtime on 2", "serve-spare-cores", "batching-spare-cores"),
               ("16 cores, ONNX Runtime on all 16", "serve-all-cores", None)]
@@ -208,7 +208,7 @@ def serve_machines() -> str:
             sources.append(b)
             share = {(row["beam"], row["config"]): row["vs_engine"] for row in b["rows"]}
         static = by[long, "static", 1]
-        for variant in ("continuous", "continuous, encode ahead"):
+        for variant in dict.fromkeys(row["scheduler"] for row in r["rows"] if row["scheduler"].startswith("continuous")):
             if (clients, variant, 1) not in by:
                 continue
             ordinary = by[long, variant, 1]

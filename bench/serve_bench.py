@@ -13,6 +13,10 @@ speed drifts. `--threads N` gives the server and the engine alone N ONNX Runtime
 machine with more cores leaves the rest to the server's front and the clients.
 The "1 in 4 long" rows make every fourth call ask for 80+ output tokens; their latency columns are
 those of the other, ordinary calls: what a short request pays for sharing the server with long ones.
+`--replicas N` adds N continuous servers on the same machine, each with 1/N of the ONNX Runtime
+threads (encode ahead off: they share the cores), every client balancing its calls over all of
+them round_robin as against replicas in a cluster; their share is of the one engine alone with all
+the threads. 0 leaves them out.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from bench.provenance import write_result  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from service.client import TranslatorClient  # noqa: E402
+from service.cpus import available_cpus  # noqa: E402
 
 
 
@@ -67,6 +72,10 @@ class Server:
                 raise RuntimeError("server did not start")
             time.sleep(0.3)
 
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
     def batch_stats(self) -> tuple[float, float]:
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics").read().decode()
         values = {}
@@ -81,11 +90,31 @@ class Server:
         self.proc.wait(30)
 
 
-def run(server: Server, texts: list[str], clients: int, beam: int, long_every: int = 0) -> dict:
+class Replicas:
+    """Several servers as one target: each client balances its calls over all of them."""
+
+    def __init__(self, servers: list[Server]) -> None:
+        self.servers = servers
+
+    @property
+    def target(self) -> str:
+        return ",".join(s.target for s in self.servers)
+
+    def batch_stats(self) -> tuple[float, float]:
+        stats = [s.batch_stats() for s in self.servers]
+        return sum(a for a, _ in stats), sum(b for _, b in stats)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+def run(server: Server | Replicas, texts: list[str], clients: int, beam: int, long_every: int = 0) -> dict:
     """`long_every` N: every Nth call asks for at least 80 output tokens (a long request)."""
     before = server.batch_stats()
-    target = f"127.0.0.1:{server.port}"
-    channels = [TranslatorClient(target) for _ in range(clients)]
+    channels = [TranslatorClient(server.target) for _ in range(clients)]
+    for channel in channels:  # connected to every replica before the clock starts
+        channel.translate([""])
 
     def is_long(i: int) -> bool:
         return bool(long_every) and i % long_every == 0
@@ -153,24 +182,34 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="ONNX Runtime threads of the server and of the engine alone (0: the CPUs this process may use); "
                         "fewer than the machine's cores leaves cores to the server's front and the clients")
+    p.add_argument("--replicas", type=int, default=2,
+                   help="also N continuous servers sharing the threads, clients balancing over them (0: not)")
     p.add_argument("--result", default="serve", help="name of the result file under bench/results/ (and of its plot)")
     args = p.parse_args()
     if args.engine_alone is not None:
         return engine_alone(args.bundle, args.sentences, args.engine_alone, args.clients, args.threads)
     texts = sample_sentences(args.sentences)
     beams = [int(b) for b in args.beams.split(",")]
+    schedulers = dict(SCHEDULERS)
+    threads = args.threads or available_cpus()
+    if args.replicas > 1:
+        each = max(1, threads // args.replicas)
+        replicas = f"continuous, {args.replicas} replicas of {each} thread{'s' if each > 1 else ''}"
+        schedulers[replicas] = ("continuous", False)
     configs = []  # (label, scheduler, beam, clients, long_every)
-    for scheduler in SCHEDULERS:
+    for scheduler in schedulers:
         for beam in beams:
-            if scheduler.startswith("continuous"):  # a lone client's latency, with and without encode ahead
+            if scheduler in ("continuous", "continuous, encode ahead"):  # a lone client's latency
                 configs.append(("1 client at a time", scheduler, beam, 1, 0))
             configs.append((f"{args.clients} concurrent", scheduler, beam, args.clients, 0))
         if 1 in beams:
             configs.append((f"{args.clients}, 1 in 4 long", scheduler, 1, args.clients, 4))
     # All servers up at once and every configuration run in turn, `repeats` times: this shared
     # machine's speed drifts by 10-20% over minutes, and a comparison should not ride on it.
-    servers = {label: Server(args.bundle, kind, args.threads, encode_ahead=ahead)
-               for label, (kind, ahead) in SCHEDULERS.items()}
+    servers: dict[str, Server | Replicas] = {label: Server(args.bundle, kind, args.threads, encode_ahead=ahead)
+                                             for label, (kind, ahead) in SCHEDULERS.items()}
+    if args.replicas > 1:
+        servers[replicas] = Replicas([Server(args.bundle, "continuous", each) for _ in range(args.replicas)])
     runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
     engine_runs: dict[int, list[float]] = {beam: [] for beam in beams}
     try:
@@ -190,14 +229,15 @@ def main() -> None:
     baseline = {beam: r for name, sched, beam, r in rows if name.startswith("1 client") and sched == "continuous"}
     records = []
     print(f"\n{len(texts)} sentences, one per call, bundle {args.bundle}, median of {args.repeats} interleaved runs\n")
-    print(f"{'clients':<20}{'scheduler':<12}{'beam':>5}{'sent/s':>9}{'ratio':>7}{'batch':>7}"
+    width = max(len(sched) for _, sched, _, _ in rows) + 2
+    print(f"{'clients':<20}{'scheduler':<{width}}{'beam':>5}{'sent/s':>9}{'ratio':>7}{'batch':>7}"
           f"{'p50 ms':>8}{'p99 ms':>8}  identical  vs engine")
     for name, sched, beam, r in rows:
         base = baseline[beam]
         compared = [(a, b) for outputs in r["outputs"] for i, (a, b) in enumerate(zip(outputs, base["outputs"][0]))
                     if "long" not in name or i % 4]  # long calls asked for different output
         same = sum(a == b for a, b in compared) / len(compared)
-        print(f"{name:<20}{sched:<12}{beam:>5}{r['rate']:>9.1f}{r['rate'] / base['rate']:>6.2f}x"
+        print(f"{name:<20}{sched:<{width}}{beam:>5}{r['rate']:>9.1f}{r['rate'] / base['rate']:>6.2f}x"
               f"{r['batch']:>7.1f}{r['p50'] * 1000:>8.0f}{r['p99'] * 1000:>8.0f}  {same:>8.1%}"
               f"  {r['rate'] / engine[beam]:>8.0%}")
         records.append({"clients": name, "scheduler": sched, "beam": beam, "per_s": round(r["rate"], 1),
@@ -209,7 +249,7 @@ def main() -> None:
           f"{args.clients}, own process): " + ", ".join(f"beam {b}: {v:.1f}/s" for b, v in engine.items()))
     write_result(args.result, {"sentences_from": sentence_source(), "sentences": len(texts),
                                "bundle": Path(args.bundle).name, "repeats": args.repeats,
-                               "threads": args.threads, "rows": records,
+                               "threads": args.threads, "replicas": args.replicas, "rows": records,
                                "engine_alone": {str(b): round(v, 1) for b, v in engine.items()},
                                "engine_alone_runs": {str(b): [round(x, 1) for x in v] for b, v in engine_runs.items()},
                                "engine_batch": args.clients})
