@@ -15,8 +15,9 @@ The "1 in 4 long" rows make every fourth call ask for 80+ output tokens; their l
 those of the other, ordinary calls: what a short request pays for sharing the server with long ones.
 `--replicas N` adds N continuous servers on the same machine, each with 1/N of the ONNX Runtime
 threads (encode ahead off: they share the cores), every client balancing its calls over all of
-them round_robin as against replicas in a cluster; their share is of the one engine alone with all
-the threads. 0 leaves them out.
+them round_robin as against replicas in a cluster; `--engine-processes N` adds one server whose
+engine runs in N processes sharing the threads (`service/engine_processes.py`). Their shares are of
+the one engine alone with all the threads. 0 leaves either out.
 """
 
 from __future__ import annotations
@@ -56,12 +57,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, bundle: str, scheduler: str, threads: int = 0, encode_ahead: bool = False) -> None:
+    def __init__(self, bundle: str, scheduler: str, threads: int = 0, encode_ahead: bool = False,
+                 engine_processes: int = 0) -> None:
         self.port, self.metrics_port = free_port(), free_port()
         env = {**os.environ, "TRANSLATOR_BUNDLES": bundle, "TRANSLATOR_PORT": str(self.port),
                "TRANSLATOR_METRICS_PORT": str(self.metrics_port), "TRANSLATOR_SCHEDULER": scheduler,
                "TRANSLATOR_HOST": "127.0.0.1", "TRANSLATOR_HTTP_PORT": "0", "TRANSLATOR_THREADS": str(threads),
-               "TRANSLATOR_ENCODE_AHEAD": str(int(encode_ahead)),
+               "TRANSLATOR_ENCODE_AHEAD": str(int(encode_ahead)), "TRANSLATOR_ENGINE_PROCESSES": str(engine_processes),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self.proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=ROOT,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -184,6 +186,8 @@ def main() -> None:
                         "fewer than the machine's cores leaves cores to the server's front and the clients")
     p.add_argument("--replicas", type=int, default=2,
                    help="also N continuous servers sharing the threads, clients balancing over them (0: not)")
+    p.add_argument("--engine-processes", type=int, default=2,
+                   help="also one continuous server with its engine in N processes sharing the threads (0: not)")
     p.add_argument("--result", default="serve", help="name of the result file under bench/results/ (and of its plot)")
     args = p.parse_args()
     if args.engine_alone is not None:
@@ -196,6 +200,10 @@ def main() -> None:
         each = max(1, threads // args.replicas)
         replicas = f"continuous, {args.replicas} replicas of {each} thread{'s' if each > 1 else ''}"
         schedulers[replicas] = ("continuous", False)
+    if args.engine_processes > 0:
+        per = max(1, threads // args.engine_processes)
+        processes = f"continuous, {args.engine_processes} engine processes of {per} thread{'s' if per > 1 else ''}"
+        schedulers[processes] = ("continuous", False)
     configs = []  # (label, scheduler, beam, clients, long_every)
     for scheduler in schedulers:
         for beam in beams:
@@ -210,6 +218,9 @@ def main() -> None:
                                              for label, (kind, ahead) in SCHEDULERS.items()}
     if args.replicas > 1:
         servers[replicas] = Replicas([Server(args.bundle, "continuous", each) for _ in range(args.replicas)])
+    if args.engine_processes > 0:
+        servers[processes] = Server(args.bundle, "continuous", per * args.engine_processes,
+                                    engine_processes=args.engine_processes)
     runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
     engine_runs: dict[int, list[float]] = {beam: [] for beam in beams}
     try:
@@ -249,7 +260,8 @@ def main() -> None:
           f"{args.clients}, own process): " + ", ".join(f"beam {b}: {v:.1f}/s" for b, v in engine.items()))
     write_result(args.result, {"sentences_from": sentence_source(), "sentences": len(texts),
                                "bundle": Path(args.bundle).name, "repeats": args.repeats,
-                               "threads": args.threads, "replicas": args.replicas, "rows": records,
+                               "threads": args.threads, "replicas": args.replicas,
+                               "engine_processes": args.engine_processes, "rows": records,
                                "engine_alone": {str(b): round(v, 1) for b, v in engine.items()},
                                "engine_alone_runs": {str(b): [round(x, 1) for x in v] for b, v in engine_runs.items()},
                                "engine_batch": args.clients})

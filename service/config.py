@@ -77,6 +77,7 @@ class ServerConfig:
     threads: int = 0  # ONNX Runtime intra-op threads (0: one per core)
     # auto: encode ahead (SchedulerConfig) where ONNX Runtime leaves CPUs to spare (--threads below them)
     encode_ahead: str = "auto"
+    engine_processes: int = 0  # N > 0: each model's engine in N processes of its own (service/engine_processes.py)
     int8_kernels: str = "auto"  # auto | int8 | fp32: how int8 bundles run (service/int8.py)
     embedding_tables_mb: float = EMBEDDING_TABLES_MB  # per model (service/embedding_tables.py; 0: off)
     grace_seconds: float = 10.0
@@ -99,6 +100,9 @@ FLAGS = [
     ("cors-origins", None, "cors_origins", str,
      "origins whose web pages may call the HTTP API, comma-separated ('*': any, empty: none)"),
     ("threads", None, "threads", int, "ONNX Runtime threads (0: the CPUs the container may use: cgroup quota, affinity)"),
+    ("engine-processes", None, "engine_processes", int,
+     "0: the engines run in the server process; N: each model's engine in N processes of its own, "
+     "sharing --threads, behind the one gRPC/HTTP front"),
     ("int8-kernels", None, "int8_kernels", str,
      "int8 bundles: auto (int8 where the CPU has int8 dot products, else fp32 weights), int8 or fp32"),
     ("embedding-tables-mb", None, "embedding_tables_mb", float,
@@ -185,6 +189,8 @@ def parse_args(argv: list[str] | None = None, environ: dict | None = None) -> Se
         cfg.encode_ahead = cfg.encode_ahead if cfg.encode_ahead == "auto" else ("on" if _flag(cfg.encode_ahead) else "off")
     except ValueError:
         parser.error(f"--encode-ahead must be auto, on or off, got {cfg.encode_ahead!r}")
+    if cfg.engine_processes < 0:
+        parser.error(f"--engine-processes must be >= 0, got {cfg.engine_processes}")
     if cfg.embedding_tables_mb < 0:
         parser.error(f"--embedding-tables-mb must be >= 0, got {cfg.embedding_tables_mb}")
     if bool(cfg.tls_cert) != bool(cfg.tls_key):

@@ -111,6 +111,9 @@ class TranslationCore:
         refused = model.scheduler.submit(jobs) if jobs else None
         if refused == "shutdown":
             raise ServiceError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+        if refused == "engine exited":  # every engine process of the model is gone (--engine-processes)
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"model {model.name!r} cannot translate now: "
+                                                            "its engine processes exited")
         if refused:
             self.metrics.rejections.labels("queue_full").inc()
             raise ServiceError(grpc.StatusCode.UNAVAILABLE,

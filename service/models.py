@@ -14,6 +14,7 @@ from nmt.tokenizer import Tokenizer
 from service.config import EMBEDDING_TABLES_MB, SchedulerConfig
 from service.cpus import available_cpus
 from service.metrics import Metrics
+from service.engine_processes import EnginePool
 from service.onnx_engine import OnnxEngine
 from service.scheduler import Scheduler
 from translation.v1 import translator_pb2 as pb
@@ -24,10 +25,10 @@ log = logging.getLogger("service")
 @dataclass
 class Model:
     bundle: Bundle
-    engine: OnnxEngine
+    engine: OnnxEngine | None  # None: the engine runs in engine processes (`scheduler` is their pool)
     source: Tokenizer
     target: Tokenizer
-    scheduler: Scheduler
+    scheduler: Scheduler | EnginePool
     text: TextProcessor
 
     @property
@@ -44,8 +45,18 @@ class Model:
                             source_vocab_size=len(self.source), target_vocab_size=len(self.target),
                             quantization=m.get("quantization", "none"), scores=scores,
                             is_default=is_default, parameters=m.get("parameters", 0),
-                            kernels=f"{self.engine.kernels}: {self.engine.kernels_reason}",
-                            has_shortlist=self.engine.shortlist is not None)
+                            kernels=f"{self.kernels[0]}: {self.kernels[1]}", has_shortlist=self.has_shortlist)
+
+    @property
+    def kernels(self) -> tuple[str, str]:
+        """The engine's kernels ("int8" or "fp32") and why."""
+        if self.engine is None:
+            return self.scheduler.info.kernels, self.scheduler.info.kernels_reason
+        return self.engine.kernels, self.engine.kernels_reason
+
+    @property
+    def has_shortlist(self) -> bool:
+        return self.scheduler.info.shortlist if self.engine is None else self.engine.shortlist is not None
 
 
 def text_processor(bundle: Bundle, source: Tokenizer, target: Tokenizer) -> TextProcessor:
@@ -69,32 +80,45 @@ def encodes_ahead(setting: str, kind: str, threads: int, cpus: int) -> bool:
 
 def load_models(paths: list[str], metrics: Metrics, cfg: SchedulerConfig, threads: int,
                 int8_kernels: str = "auto", embedding_tables_mb: float = EMBEDDING_TABLES_MB,
-                encode_ahead: str = "auto") -> dict[str, Model]:
-    """Load and validate every bundle; a bad bundle ends start-up with a message naming it."""
+                encode_ahead: str = "auto", engine_processes: int = 0) -> dict[str, Model]:
+    """Load and validate every bundle; a bad bundle ends start-up with a message naming it.
+    `engine_processes` N > 0: each model's engine runs in N processes of its own, with the threads
+    shared among them (`service/engine_processes.py`)."""
     models: dict[str, Model] = {}
     cpus = available_cpus()
     threads = threads or cpus  # 0: what the container may use, not the host's cores
-    ahead = encodes_ahead(encode_ahead, cfg.kind, threads, cpus)
+    each = max(1, threads // engine_processes) if engine_processes else threads
+    ahead = encodes_ahead(encode_ahead, cfg.kind, each * max(1, engine_processes), cpus)
     cfg = replace(cfg, encode_ahead=ahead)
-    log.info("ONNX Runtime threads: %d of %d CPUs; encode ahead: %s", threads, cpus,
+    log.info("ONNX Runtime threads: %d of %d CPUs%s; encode ahead: %s", threads, cpus,
+             f", in {engine_processes} engine processes of {each}" if engine_processes else "",
              "on" if ahead else "off" if cfg.kind == "continuous" else "off (static batching)")
     for path in paths:
         bundle = load_bundle(path)
         if bundle.name in models:
             raise BundleError(f"{path}: model name {bundle.name!r} is already served by another bundle")
-        engine = OnnxEngine(bundle, threads, int8_kernels, embedding_tables_mb)
-        log.info("model %s: %s kernels (%s); embedding tables: %s", bundle.name, engine.kernels,
-                 engine.kernels_reason, f"{engine.embedding_tables_bytes / 2**20:.1f} MB"
-                 if engine.embedding_tables_bytes else f"none (budget {embedding_tables_mb:g} MB)")
         source, target = Tokenizer(bundle.source_tokenizer), Tokenizer(bundle.target_tokenizer)
-        model = Model(bundle, engine, source, target, Scheduler(engine, bundle.name, metrics, cfg),
-                      text_processor(bundle, source, target))
+        text = text_processor(bundle, source, target)
+        if engine_processes:
+            try:
+                pool = EnginePool(bundle.name, str(bundle.path), metrics, cfg, engine_processes, each,
+                                  int8_kernels, embedding_tables_mb)
+            except RuntimeError as e:
+                raise BundleError(f"{path}: {e}") from None
+            model = Model(bundle, None, source, target, pool, text)
+            tables = pool.info.embedding_tables_bytes
+        else:
+            engine = OnnxEngine(bundle, threads, int8_kernels, embedding_tables_mb)
+            model = Model(bundle, engine, source, target, Scheduler(engine, bundle.name, metrics, cfg), text)
+            tables = engine.embedding_tables_bytes
+        log.info("model %s: %s kernels (%s); embedding tables: %s", bundle.name, *model.kernels,
+                 f"{tables / 2**20:.1f} MB" if tables else f"none (budget {embedding_tables_mb:g} MB)")
         m = bundle.manifest
         metrics.register_model(bundle.name, {
             "source_language": str(m.get("source_language", "")),
             "target_language": str(m.get("target_language", "")),
             "quantization": str(m.get("quantization", "none")),
-            "kernels": engine.kernels,
+            "kernels": model.kernels[0],
             "parameters": str(m.get("parameters", ""))})
         models[bundle.name] = model
     _release_freed_memory()
@@ -113,13 +137,22 @@ def _release_freed_memory() -> None:
 
 def warm_up(model: Model) -> float:
     """Translate one sentence (greedy and beam) outside the scheduler; return the seconds it took.
-    Health turns SERVING only after this succeeded for every model."""
+    Health turns SERVING only after this succeeded for every model. Engine processes warmed their
+    engines up as they started."""
     started = time.perf_counter()
     # through the text pipeline: the segmenter is loaded now, not by the first client's request
     sentences = model.text.split("Ein Test. Noch ein Test")
-    ids = [s.ids for s in sentences if s.ids] or [[4]]
+    if model.engine is None:
+        return time.perf_counter() - started + model.scheduler.warm_up_seconds
+    warm_up_engine(model.engine, model.bundle.path, [s.ids for s in sentences if s.ids])
+    return time.perf_counter() - started
+
+
+def warm_up_engine(engine: OnnxEngine, path, ids: list[list[int]] | None = None) -> float:
+    """Greedy and beam search over `ids` (default: one token); the seconds it took."""
+    started = time.perf_counter()
     for beam in (1, 2):
-        hyps = translate_batch(model.engine, ids, SearchOptions(beam_size=beam, max_length=8))
+        hyps = translate_batch(engine, ids or [[4]], SearchOptions(beam_size=beam, max_length=8))
         if not all(hyps):
-            raise BundleError(f"{model.bundle.path}: warm-up translation produced nothing")
+            raise BundleError(f"{path}: warm-up translation produced nothing")
     return time.perf_counter() - started

@@ -117,7 +117,7 @@ def create_server(cfg: ServerConfig, metrics: Metrics | None = None) -> Server:
     """Load the bundles and bind the port (0 picks a free one). Nothing is served before `start`."""
     metrics = metrics or Metrics()
     models = load_models(cfg.bundles, metrics, cfg.scheduler, cfg.threads, cfg.int8_kernels,
-                         cfg.embedding_tables_mb, cfg.encode_ahead)
+                         cfg.embedding_tables_mb, cfg.encode_ahead, cfg.engine_processes)
     interceptors = [MetricsInterceptor(metrics)]
     if cfg.auth_token:
         interceptors.append(AuthInterceptor(cfg.auth_token, metrics))

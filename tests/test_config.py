@@ -66,3 +66,11 @@ def test_encode_ahead_is_on_where_onnx_runtime_leaves_cpus_to_spare_unless_told(
     assert encodes_ahead("on", "continuous", threads=16, cpus=16)
     assert not encodes_ahead("off", "continuous", threads=2, cpus=16)
     assert not encodes_ahead("on", "static", threads=2, cpus=16)  # static batches encode together
+
+
+def test_engine_processes_are_off_unless_asked_and_never_negative():
+    assert parse_args([]).engine_processes == 0
+    assert parse_args(["--engine-processes", "2"]).engine_processes == 2
+    assert parse_args([], {"TRANSLATOR_ENGINE_PROCESSES": "3"}).engine_processes == 3
+    with pytest.raises(SystemExit):
+        parse_args(["--engine-processes", "-1"])
