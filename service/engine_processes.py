@@ -46,10 +46,12 @@ class EngineInfo:
 
 
 class _Recorder:
-    """Stands for `Metrics` in an engine process: records every update for the front to replay."""
+    """Stands for `Metrics` in an engine process: records the updates for the front to replay,
+    merged as they come (increments summed, the last value of a gauge, observations listed): a
+    step makes a dozen of them, and the front replays them under its own GIL."""
 
     def __init__(self) -> None:
-        self._ops: list[tuple] = []
+        self._ops: dict[tuple, object] = {}  # (metric, labels, method) -> sum, last value or list
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str):
@@ -63,25 +65,25 @@ class _Recorder:
             def __init__(self, labels):
                 self.labels = labels
 
-            def _record(self, method, value):
-                with recorder._lock:
-                    recorder._ops.append((name, self.labels, method, value))
-
             def observe(self, value):
-                self._record("observe", value)
+                with recorder._lock:
+                    recorder._ops.setdefault((name, self.labels, "observe"), []).append(value)
 
             def inc(self, value=1.0):
-                self._record("inc", value)
+                key = (name, self.labels, "inc")
+                with recorder._lock:
+                    recorder._ops[key] = recorder._ops.get(key, 0.0) + value
 
             def set(self, value):
-                self._record("set", value)
+                with recorder._lock:
+                    recorder._ops[name, self.labels, "set"] = value
 
         return Metric()
 
     def take(self) -> list[tuple]:
         with self._lock:
-            ops, self._ops = self._ops, []
-        return ops
+            ops, self._ops = self._ops, {}
+        return list(ops.items())
 
 
 def _child_main(conn, bundle_path: str, cfg: SchedulerConfig, threads: int, int8_kernels: str,
@@ -278,6 +280,7 @@ class EnginePool:
         self.on_health: Callable[[bool], None] = lambda healthy: None
         self._stopping = False
         self._lock = threading.Lock()
+        self._labelled: dict[tuple, object] = {}  # (metric, labels) -> its labelled child
         # the front counts the queue: a process's own limit would refuse after the call was accepted
         child_cfg = replace(cfg, max_queue=1 << 62)
         self.processes = [EngineProcess(f"engine-{model}-{i}", bundle_path, child_cfg, threads, int8_kernels,
@@ -333,13 +336,19 @@ class EnginePool:
     def _replay(self, process: EngineProcess, ops: list[tuple]) -> None:
         """A process's recorded metric updates, into the front's registry; gauges as their sum over
         the processes."""
-        for name, labels, method, value in ops:
-            metric = getattr(self.metrics, name).labels(*labels)
-            if method == "set":
+        for (name, labels, method), value in ops:
+            metric = self._labelled.get((name, labels))
+            if metric is None:
+                metric = self._labelled[name, labels] = getattr(self.metrics, name).labels(*labels)
+            if method == "observe":
+                for v in value:
+                    metric.observe(v)
+            elif method == "inc":
+                metric.inc(value)
+            else:
                 with self._lock:
                     process.gauges[name, labels] = value
-                    value = sum(p.gauges.get((name, labels), 0.0) for p in self.processes)
-            getattr(metric, method)(value)
+                    metric.set(sum(p.gauges.get((name, labels), 0.0) for p in self.processes))
 
     def _health_changed(self) -> None:
         self.on_health(self.healthy)
