@@ -4,8 +4,9 @@ processes of their own behind the one front (gRPC, HTTP, the text pipeline, /met
 Why: in one process, the scheduler's Python between steps, ONNX Runtime's returns and the event
 loop share one GIL, and an engine whose steps span several threads waits at every step for
 whichever of them the front preempted. N processes of one thread each wait for neither: on two
-cores, two of them delivered about what two whole replicas do, more than one server with both
-threads (bench/serve_bench.py).
+cores, two of them delivered more than one server process with both threads for beam search (about
+what two whole replicas do), about as much for greedy, where the one front is busiest
+(bench/serve_bench.py).
 
 The front sends each request's sentences to the process with the fewest unfinished ones. A process
 runs the ordinary `Scheduler` on them and sends back every finished sentence with its hypotheses
@@ -20,6 +21,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -89,6 +91,10 @@ class _Recorder:
 def _child_main(conn, bundle_path: str, cfg: SchedulerConfig, threads: int, int8_kernels: str,
                 embedding_tables_mb: float) -> None:
     """An engine process: load and warm up the engine, then run the scheduler on what the front sends."""
+    # The front drives the shutdown (Ctrl-C reaches the whole process group): a process ends when
+    # told to, after its sentences, or when the front is gone.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from nmt.bundle import load_bundle
     from service.models import warm_up_engine
