@@ -13,8 +13,8 @@ from nmt.text import TextProcessor
 from nmt.tokenizer import Tokenizer
 from service.config import EMBEDDING_TABLES_MB, SchedulerConfig
 from service.cpus import available_cpus
-from service.metrics import Metrics
 from service.engine_processes import EnginePool
+from service.metrics import Metrics
 from service.onnx_engine import OnnxEngine
 from service.scheduler import Scheduler
 from translation.v1 import translator_pb2 as pb
