@@ -15,7 +15,8 @@ The "1 in 4 long" rows make every fourth call ask for 80+ output tokens; their l
 those of the other, ordinary calls: what a short request pays for sharing the server with long ones.
 `--replicas N` adds N continuous servers on the same machine, each with 1/N of the ONNX Runtime
 threads (encode ahead off: they share the cores), every client balancing its calls over all of
-them round_robin as against replicas in a cluster; `--engine-processes N` adds one server whose
+them round_robin as against replicas in a cluster, and N static servers alike (continuous against
+static in the same layout); `--engine-processes N` adds one server whose
 engine runs in N processes sharing the threads (`service/engine_processes.py`). Their shares are of
 the one engine alone with all the threads. 0 leaves either out.
 """
@@ -198,8 +199,9 @@ def main() -> None:
     threads = args.threads or available_cpus()
     if args.replicas > 1:
         each = max(1, threads // args.replicas)
-        replicas = f"continuous, {args.replicas} replicas of {each} thread{'s' if each > 1 else ''}"
-        schedulers[replicas] = ("continuous", False)
+        layout = f"{args.replicas} replicas of {each} thread{'s' if each > 1 else ''}"
+        replicas = {f"{kind}, {layout}": kind for kind in ("continuous", "static")}
+        schedulers.update((label, (kind, False)) for label, kind in replicas.items())
     if args.engine_processes > 0:
         per = max(1, threads // args.engine_processes)
         processes = f"continuous, {args.engine_processes} engine processes of {per} thread{'s' if per > 1 else ''}"
@@ -217,7 +219,8 @@ def main() -> None:
     servers: dict[str, Server | Replicas] = {label: Server(args.bundle, kind, args.threads, encode_ahead=ahead)
                                              for label, (kind, ahead) in SCHEDULERS.items()}
     if args.replicas > 1:
-        servers[replicas] = Replicas([Server(args.bundle, "continuous", each) for _ in range(args.replicas)])
+        for label, kind in replicas.items():
+            servers[label] = Replicas([Server(args.bundle, kind, each) for _ in range(args.replicas)])
     if args.engine_processes > 0:
         servers[processes] = Server(args.bundle, "continuous", per * args.engine_processes,
                                     engine_processes=args.engine_processes)
