@@ -76,16 +76,16 @@ def test_a_deadline_inside_an_engine_process_is_answered_and_counted(server):
     s = pb_grpc.TranslatorStub(server.channel())
     before = server.value("translator_cancellations_total", reason="deadline") + \
         server.value("translator_cancellations_total", reason="cancelled")
-    with pytest.raises(grpc.RpcError) as err:
-        s.Translate(pb.TranslateRequest(texts=[SENTENCES[2]] * 4, options=pb.DecodingOptions(
-            beam_size=5, min_output_tokens=150, max_output_tokens=200)), timeout=0.3)
+    with pytest.raises(grpc.RpcError) as err:  # 8 x 5 rows for 200 steps: far beyond 0.2 s
+        s.Translate(pb.TranslateRequest(texts=[SENTENCES[2]] * 8, options=pb.DecodingOptions(
+            beam_size=5, min_output_tokens=200, max_output_tokens=200)), timeout=0.2)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     deadline = time.monotonic() + 5  # the process drops the sentences and says so
     while time.monotonic() < deadline and server.value("translator_cancellations_total", reason="deadline") + \
-            server.value("translator_cancellations_total", reason="cancelled") - before < 4:
+            server.value("translator_cancellations_total", reason="cancelled") - before < 8:
         time.sleep(0.05)
     assert server.value("translator_cancellations_total", reason="deadline") + \
-        server.value("translator_cancellations_total", reason="cancelled") - before == 4
+        server.value("translator_cancellations_total", reason="cancelled") - before == 8
     assert all(p.jobs == {} for p in pool(server).processes)
     assert s.Translate(pb.TranslateRequest(texts=["Ein Hund rennt."]), timeout=10).translations
 
@@ -113,8 +113,8 @@ def test_a_process_that_dies_fails_its_sentences_health_follows_and_the_others_s
         channel = srv.channel()
         s = pb_grpc.TranslatorStub(channel)
         first, second = pool(srv).processes
-        long = s.Translate.future(pb.TranslateRequest(texts=[SENTENCES[2]], options=pb.DecodingOptions(
-            beam_size=5, min_output_tokens=150, max_output_tokens=200)), timeout=30)
+        long = s.Translate.future(pb.TranslateRequest(texts=[SENTENCES[2]] * 4, options=pb.DecodingOptions(
+            beam_size=5, min_output_tokens=200, max_output_tokens=200)), timeout=30)
         deadline = time.monotonic() + 10
         while not (first.jobs or second.jobs) and time.monotonic() < deadline:
             time.sleep(0.01)
