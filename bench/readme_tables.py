@@ -173,8 +173,9 @@ def serve(name: str = "serve") -> str:
         note += (f" Medians of {r['repeats']} runs of every configuration, taken in turn; latency percentiles "
                  "over all their ordinary calls.")
     by = {(row["clients"], row["beam"], row["scheduler"]): row for row in r["rows"]}
+    schedulers = {row["scheduler"] for row in r["rows"]}
     pairs = [(f"{clients}, beam {beam}" + scheduler.removeprefix("continuous"), row,
-              by[clients, beam, _static_for(scheduler, {s for _, _, s in by})])
+              by[clients, beam, _static_for(scheduler, schedulers)])
              for (clients, beam, scheduler), row in by.items()
              if scheduler.startswith("continuous") and (clients, beam, "static") in by]
     if pairs:  # what the targets for continuous batching read

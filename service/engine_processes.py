@@ -23,7 +23,6 @@ import multiprocessing
 import queue
 import signal
 import threading
-import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -206,12 +205,16 @@ class EngineProcess:
 
     def _send(self, message: tuple) -> None:
         with self._send_lock:
-            if self.dead:
-                return
-            try:
-                self._conn.send(message)
-            except OSError:  # it is exiting: the reader fails what it holds
-                pass
+            self._write(message)
+
+    def _write(self, message: tuple) -> None:
+        """(send lock held) To the process, unless it is gone."""
+        if self.dead:
+            return
+        try:
+            self._conn.send(message)
+        except OSError:  # it is exiting: the reader fails what it holds
+            pass
 
     def submit(self, jobs: list[Job]) -> None:
         items = []
@@ -225,10 +228,7 @@ class EngineProcess:
                 job.jid = self._next_id  # type: ignore[attr-defined]
                 self.jobs[self._next_id] = job
                 items.append((self._next_id, job.src_ids, job.options, job.deadline))
-            try:
-                self._conn.send(("submit", items))
-            except OSError:  # it is exiting: the reader fails what it holds
-                pass
+            self._write(("submit", items))
 
     def cancel(self, jobs: list[Job], reason: str) -> None:
         mine = [job for job in jobs if self.jobs.get(getattr(job, "jid", None)) is job]
@@ -240,8 +240,11 @@ class EngineProcess:
     def abort_queued(self, reason: str) -> None:
         self._send(("abort", reason))
 
-    def stop(self, timeout: float) -> None:
+    def ask_to_stop(self, timeout: float) -> None:
+        """The process finishes what it holds within `timeout` seconds, answers, and exits."""
         self._send(("stop", timeout))
+
+    def join(self, timeout: float) -> None:
         if self._reader is not None:
             self._reader.join(timeout + 5)
         self.process.join(5)
@@ -335,9 +338,10 @@ class EnginePool:
     def stop(self, timeout: float = 5.0) -> None:
         with self._lock:
             self._stopping = True
-        end = time.monotonic() + timeout
+        for p in self.processes:  # all at once: each has the whole grace
+            p.ask_to_stop(timeout)
         for p in self.processes:
-            p.stop(max(0.0, end - time.monotonic()))
+            p.join(timeout)
 
     def _replay(self, process: EngineProcess, ops: list[tuple]) -> None:
         """A process's recorded metric updates, into the front's registry; gauges as their sum over

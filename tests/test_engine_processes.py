@@ -28,7 +28,7 @@ def pool(srv):
     return next(iter(srv.srv.models.values())).scheduler
 
 
-def test_two_engine_processes_run_one_thread_each_apart_from_the_front(server):
+def test_two_engine_processes_run_apart_from_the_front_which_loads_no_engine(server):
     processes = pool(server).processes
     assert len(processes) == 2 and all(p.process.is_alive() for p in processes)
     assert len({p.process.pid for p in processes} | {os.getpid()}) == 3
