@@ -18,7 +18,8 @@ threads (encode ahead off: they share the cores), every client balancing its cal
 them round_robin as against replicas in a cluster, and N static servers alike (continuous against
 static in the same layout); `--engine-processes N` adds one server whose
 engine runs in N processes sharing the threads (`service/engine_processes.py`). Their shares are of
-the one engine alone with all the threads. 0 leaves either out.
+the one engine alone with all the threads. Each takes several counts (`--replicas 2 4`: both
+layouts); 0 leaves it out.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class Server:
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self.proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=ROOT,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_ready(self) -> None:
+        """Apart from starting, so that many servers load their models at once."""
         health = [sys.executable, "-m", "service.healthcheck", "--target", f"127.0.0.1:{self.port}"]
         deadline = time.monotonic() + 60
         while subprocess.run(health, capture_output=True, cwd=ROOT).returncode != 0:
@@ -102,6 +106,10 @@ class Replicas:
     @property
     def target(self) -> str:
         return ",".join(s.target for s in self.servers)
+
+    def wait_ready(self) -> None:
+        for server in self.servers:
+            server.wait_ready()
 
     def batch_stats(self) -> tuple[float, float]:
         stats = [s.batch_stats() for s in self.servers]
@@ -185,10 +193,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="ONNX Runtime threads of the server and of the engine alone (0: the CPUs this process may use); "
                         "fewer than the machine's cores leaves cores to the server's front and the clients")
-    p.add_argument("--replicas", type=int, default=2,
-                   help="also N continuous servers sharing the threads, clients balancing over them (0: not)")
-    p.add_argument("--engine-processes", type=int, default=2,
-                   help="also one continuous server with its engine in N processes sharing the threads (0: not)")
+    p.add_argument("--replicas", type=int, nargs="+", default=[2], metavar="N",
+                   help="also N continuous (and N static) servers sharing the threads, clients balancing over them; "
+                        "several counts measure several layouts (0: none)")
+    p.add_argument("--engine-processes", type=int, nargs="+", default=[2], metavar="N",
+                   help="also one continuous server with its engine in N processes sharing the threads; "
+                        "several counts measure several (0: none)")
     p.add_argument("--result", default="serve", help="name of the result file under bench/results/ (and of its plot)")
     args = p.parse_args()
     if args.engine_alone is not None:
@@ -197,15 +207,17 @@ def main() -> None:
     beams = [int(b) for b in args.beams.split(",")]
     schedulers = dict(SCHEDULERS)
     threads = args.threads or available_cpus()
-    if args.replicas > 1:
-        each = max(1, threads // args.replicas)
-        layout = f"{args.replicas} replicas of {each} thread{'s' if each > 1 else ''}"
-        replicas = {f"{kind}, {layout}": kind for kind in ("continuous", "static")}
-        schedulers.update((label, (kind, False)) for label, kind in replicas.items())
-    if args.engine_processes > 0:
-        per = max(1, threads // args.engine_processes)
-        processes = f"continuous, {args.engine_processes} engine processes of {per} thread{'s' if per > 1 else ''}"
-        schedulers[processes] = ("continuous", False)
+    replicas: dict[str, tuple[str, int, int]] = {}  # label: (scheduler, servers, threads each)
+    for count in sorted({n for n in args.replicas if n > 1}):
+        each = max(1, threads // count)
+        layout = f"{count} replicas of {each} thread{'s' if each > 1 else ''}"
+        replicas.update((f"{kind}, {layout}", (kind, count, each)) for kind in ("continuous", "static"))
+    processes: dict[str, tuple[int, int]] = {}  # label: (processes, threads each)
+    for count in sorted({n for n in args.engine_processes if n > 0}):
+        per = max(1, threads // count)
+        processes[f"continuous, {count} engine processes of {per} thread{'s' if per > 1 else ''}"] = (count, per)
+    schedulers.update((label, (kind, False)) for label, (kind, _, _) in replicas.items())
+    schedulers.update((label, ("continuous", False)) for label in processes)
     configs = []  # (label, scheduler, beam, clients, long_every)
     for scheduler in schedulers:
         for beam in beams:
@@ -218,15 +230,15 @@ def main() -> None:
     # machine's speed drifts by 10-20% over minutes, and a comparison should not ride on it.
     servers: dict[str, Server | Replicas] = {label: Server(args.bundle, kind, args.threads, encode_ahead=ahead)
                                              for label, (kind, ahead) in SCHEDULERS.items()}
-    if args.replicas > 1:
-        for label, kind in replicas.items():
-            servers[label] = Replicas([Server(args.bundle, kind, each) for _ in range(args.replicas)])
-    if args.engine_processes > 0:
-        servers[processes] = Server(args.bundle, "continuous", per * args.engine_processes,
-                                    engine_processes=args.engine_processes)
+    for label, (kind, count, each) in replicas.items():
+        servers[label] = Replicas([Server(args.bundle, kind, each) for _ in range(count)])
+    for label, (count, per) in processes.items():
+        servers[label] = Server(args.bundle, "continuous", per * count, engine_processes=count)
     runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
     engine_runs: dict[int, list[float]] = {beam: [] for beam in beams}
     try:
+        for server in servers.values():
+            server.wait_ready()
         for server in servers.values():
             for beam in beams:  # warm up at full load: a first run at 32 clients is slower than the rest
                 run(server, texts, args.clients, beam)

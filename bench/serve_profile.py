@@ -136,6 +136,7 @@ def main() -> None:
         raise SystemExit("py-spy is not installed: pip install py-spy")
     texts = sample_sentences(args.sentences)
     server = Server(args.bundle, args.scheduler)
+    server.wait_ready()
     try:
         rows = [profile(server, texts, args.clients, int(b), spy) for b in args.beams.split(",")]
         for row in rows:
