@@ -42,7 +42,7 @@ def robustness() -> str:
     before = _load("robustness-test-previous-demo-as-typed")
     old = {r["variant"]: r for r in before["rows"]}
     lines = ["| input (test_2016_flickr, beam 5) | texts | BLEU | degenerate | verbatim | before: BLEU | before: degenerate | before: verbatim |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
 
     def cells(r):
         if r is None:
@@ -202,10 +202,11 @@ def serve_machines() -> str:
               ("16 cores, ONNX Runtime on 2", "serve-spare-cores", "batching-spare-cores"),
               ("16 cores, ONNX Runtime on all 16", "serve-all-cores", None)]
     lines = ["| machine | scheduler | engine alone, sentences/s | scheduler without gRPC, share of its engine alone "
-             "| served, 32 clients, share of the engine alone | over static, sentences/s "
+             "| served, 32 clients, share of the engine alone "
+             "| served, share of the same layout's engines alone | over static, sentences/s "
              "| 1 in 4 long: ordinary calls' p99 (p50), static over it "
              "| 1 in 4 long: ordinary calls' p99 over their p99 with no long calls (static's) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
     sources = []
     for label, serve_name, batching_name in setups:
         r = _load(serve_name)
@@ -227,15 +228,27 @@ def serve_machines() -> str:
             lines.append(
                 f"| {label} | {variant} | {r['engine_alone']['1']:.1f} / {r['engine_alone']['5']:.1f} | {scheduler} | "
                 + " / ".join(f"{by[clients, variant, beam]['vs_engine']:.0%}" for beam in (1, 5)) + " | "
+                + _layout_share(by, clients, variant) + " | "
                 + " / ".join(f"{by[clients, variant, beam]['per_s'] / by[clients, stat, beam]['per_s']:.0%}"
                              for beam in (1, 5))
                 + f" | {static['p99_ms'] / ordinary['p99_ms']:.2f}x ({static['p50_ms'] / ordinary['p50_ms']:.2f}x) "
                 + f"| {ordinary['p99_ms'] / by[clients, variant, 1]['p99_ms']:.2f}x "
                 + f"({static['p99_ms'] / by[clients, stat, 1]['p99_ms']:.2f}x) |")
     note = ("Sentences/s, shares and ratios: beam 1 / beam 5, each against the engine alone of its own run (the "
-            "scheduler's without the text pipeline, the served one's with it). The long mix is greedy; its last "
+            "scheduler's without the text pipeline, the served one's with it). \"The same layout's engines alone\": "
+            "as many engines as the layout has replicas or engine processes, each with its share of the threads, "
+            "the sentences and the batch, side by side. The long mix is greedy; its last "
             "column divides by the same scheduler's 32-concurrent row of the same run.")
     return "\n".join(lines) + "\n\n" + note + "\n\n" + _source(*sources)
+
+
+def _layout_share(by: dict, clients: str, variant: str) -> str:
+    """Served over the engines alone as the layout runs them (N engines of threads/N side by side);
+    for one server that is the one engine alone. Empty for results measured before it was."""
+    rows = [by[clients, variant, beam] for beam in (1, 5)]
+    if all("vs_layout_engines" in row for row in rows):
+        return " / ".join(f"{row['vs_layout_engines']:.0%}" for row in rows)
+    return "" if "replicas" in variant or "processes" in variant else " / ".join(f"{row['vs_engine']:.0%}" for row in rows)
 
 
 def serve_profile() -> str:

@@ -52,10 +52,19 @@ SCHEDULERS = {"continuous": ("continuous", False),  # label: (--scheduler, --enc
               "continuous, encode ahead": ("continuous", True), "static": ("static", False)}
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nobody listens on and not handed out before: servers start together, so one might
+    not be listening yet on a port the system would offer again."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class Server:
@@ -152,9 +161,11 @@ def run(server: Server | Replicas, texts: list[str], clients: int, beam: int, lo
             "p50": statistics.median(latencies), "p99": latencies[int(0.99 * (len(latencies) - 1))]}
 
 
-def engine_alone(bundle: str, count: int, beam: int, batch: int, threads: int) -> None:
+def engine_alone(bundle: str, count: int, beam: int, batch: int, threads: int, part: str | None = None) -> None:
     """Child process: the same sentences through the same text pipeline, straight into the engine in
-    batches of `batch` (no gRPC, no scheduler); prints sentences/s."""
+    batches of `batch` (no gRPC, no scheduler); prints sentences/s. `part` "i/n": only every nth
+    sentence from the ith, after printing "ready" and reading a line (so that n engines start
+    together), and prints the seconds it took."""
     from nmt.bundle import load_bundle
     from nmt.search import SearchOptions
     from nmt.text import translate_texts
@@ -169,9 +180,15 @@ def engine_alone(bundle: str, count: int, beam: int, batch: int, threads: int) -
     texts = sample_sentences(count)
     options = SearchOptions(beam_size=beam, max_length_factor=Defaults().max_length_factor)
     translate_texts(engine, processor, texts[:16], options, max_batch=batch)
+    if part:
+        i, n = map(int, part.split("/"))
+        texts = texts[i::n]
+        print("ready", flush=True)
+        sys.stdin.readline()
     started = time.perf_counter()
     translate_texts(engine, processor, texts, options, max_batch=batch)
-    print(len(texts) / (time.perf_counter() - started))
+    elapsed = time.perf_counter() - started
+    print(elapsed if part else len(texts) / elapsed)
 
 
 def engine_alone_rate(bundle: str, sentences: int, batch: int, beam: int, threads: int = 0) -> float:
@@ -182,9 +199,36 @@ def engine_alone_rate(bundle: str, sentences: int, batch: int, beam: int, thread
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def engines_alone_rate(bundle: str, sentences: int, clients: int, beam: int, count: int, threads_each: int) -> float:
+    """Sentences/s of `count` engines alone side by side, as replicas (or engine processes) of
+    `threads_each` threads run them: each takes its share of the sentences in batches of its share
+    of the clients, all started together. The reference a layout's served rate is held against."""
+    command = [sys.executable, __file__, "--bundle", bundle, "--sentences", str(sentences), "--clients",
+               str(max(1, clients // count)), "--engine-alone", str(beam), "--threads", str(threads_each)]
+    procs = [subprocess.Popen([*command, "--part", f"{i}/{count}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, cwd=ROOT) for i in range(count)]
+    try:
+        for proc in procs:
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError("an engine alone did not start")
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        seconds = [float(proc.stdout.readline()) for proc in procs]
+    except BaseException:
+        for proc in procs:
+            proc.kill()
+        raise
+    finally:
+        for proc in procs:
+            proc.wait()
+    return sentences / max(seconds)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engine-alone", type=int, metavar="BEAM", help=argparse.SUPPRESS)
+    p.add_argument("--part", help=argparse.SUPPRESS)
     p.add_argument("--bundle", default=str(ROOT / "models" / "demo-de-en"))
     p.add_argument("--sentences", type=int, default=256)
     p.add_argument("--clients", type=int, default=32)
@@ -202,7 +246,7 @@ def main() -> None:
     p.add_argument("--result", default="serve", help="name of the result file under bench/results/ (and of its plot)")
     args = p.parse_args()
     if args.engine_alone is not None:
-        return engine_alone(args.bundle, args.sentences, args.engine_alone, args.clients, args.threads)
+        return engine_alone(args.bundle, args.sentences, args.engine_alone, args.clients, args.threads, args.part)
     texts = sample_sentences(args.sentences)
     beams = [int(b) for b in args.beams.split(",")]
     schedulers = dict(SCHEDULERS)
@@ -218,6 +262,10 @@ def main() -> None:
         processes[f"continuous, {count} engine processes of {per} thread{'s' if per > 1 else ''}"] = (count, per)
     schedulers.update((label, (kind, False)) for label, (kind, _, _) in replicas.items())
     schedulers.update((label, ("continuous", False)) for label in processes)
+    # Each layout is also held against its own engines alone: one engine of 16 threads is no
+    # ceiling for 8 replicas of 2 (small batches on few threads waste less).
+    layout_of = {**{label: (count, each) for label, (_, count, each) in replicas.items()}, **processes}
+    layouts = sorted(set(layout_of.values()))
     configs = []  # (label, scheduler, beam, clients, long_every)
     for scheduler in schedulers:
         for beam in beams:
@@ -236,6 +284,7 @@ def main() -> None:
         servers[label] = Server(args.bundle, "continuous", per * count, engine_processes=count)
     runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
     engine_runs: dict[int, list[float]] = {beam: [] for beam in beams}
+    layout_runs: dict[tuple[int, int, int], list[float]] = {(*layout, beam): [] for layout in layouts for beam in beams}
     try:
         for server in servers.values():
             server.wait_ready()
@@ -247,17 +296,24 @@ def main() -> None:
                 runs[i].append(run(servers[scheduler], texts, clients, beam, long_every))
             for beam in beams:  # the engine alone: same sentences, batches of `clients`, own process
                 engine_runs[beam].append(engine_alone_rate(args.bundle, args.sentences, args.clients, beam, args.threads))
+                for count, each in layouts:
+                    layout_runs[count, each, beam].append(
+                        engines_alone_rate(args.bundle, args.sentences, args.clients, beam, count, each))
     finally:
         for server in servers.values():
             server.stop()
     engine = {beam: statistics.median(v) for beam, v in engine_runs.items()}
+    layout_engines = {key: statistics.median(v) for key, v in layout_runs.items()}
+
+    def own_engines(scheduler: str, beam: int) -> float:  # the engines alone in the server's layout
+        return layout_engines[(*layout_of[scheduler], beam)] if scheduler in layout_of else engine[beam]
     rows = [(label, scheduler, beam, combine(runs[i])) for i, (label, scheduler, beam, _, _) in enumerate(configs)]
     baseline = {beam: r for name, sched, beam, r in rows if name.startswith("1 client") and sched == "continuous"}
     records = []
     print(f"\n{len(texts)} sentences, one per call, bundle {args.bundle}, median of {args.repeats} interleaved runs\n")
     width = max(len(sched) for _, sched, _, _ in rows) + 2
     print(f"{'clients':<20}{'scheduler':<{width}}{'beam':>5}{'sent/s':>9}{'ratio':>7}{'batch':>7}"
-          f"{'p50 ms':>8}{'p99 ms':>8}  identical  vs engine")
+          f"{'p50 ms':>8}{'p99 ms':>8}  identical  vs engine  vs layout")
     for name, sched, beam, r in rows:
         base = baseline[beam]
         compared = [(a, b) for outputs in r["outputs"] for i, (a, b) in enumerate(zip(outputs, base["outputs"][0]))
@@ -265,20 +321,29 @@ def main() -> None:
         same = sum(a == b for a, b in compared) / len(compared)
         print(f"{name:<20}{sched:<{width}}{beam:>5}{r['rate']:>9.1f}{r['rate'] / base['rate']:>6.2f}x"
               f"{r['batch']:>7.1f}{r['p50'] * 1000:>8.0f}{r['p99'] * 1000:>8.0f}  {same:>8.1%}"
-              f"  {r['rate'] / engine[beam]:>8.0%}")
+              f"  {r['rate'] / engine[beam]:>8.0%}  {r['rate'] / own_engines(sched, beam):>9.0%}")
         records.append({"clients": name, "scheduler": sched, "beam": beam, "per_s": round(r["rate"], 1),
                         "per_s_runs": [round(x, 1) for x in r["rates"]],
                         "ratio": round(r["rate"] / base["rate"], 2), "batch": round(r["batch"], 1),
                         "p50_ms": round(r["p50"] * 1000), "p99_ms": round(r["p99"] * 1000),
-                        "identical": round(same, 4), "vs_engine": round(r["rate"] / engine[beam], 3)})
+                        "identical": round(same, 4), "vs_engine": round(r["rate"] / engine[beam], 3),
+                        "vs_layout_engines": round(r["rate"] / own_engines(sched, beam), 3)})
     print("\nengine alone (same sentences and text pipeline, batches of "
           f"{args.clients}, own process): " + ", ".join(f"beam {b}: {v:.1f}/s" for b, v in engine.items()))
+    for count, each in layouts:
+        print(f"{count} engines alone of {each} thread{'s' if each > 1 else ''} each, side by side, batches of "
+              f"{max(1, args.clients // count)}: "
+              + ", ".join(f"beam {b}: {layout_engines[count, each, b]:.1f}/s" for b in beams))
     write_result(args.result, {"sentences_from": sentence_source(), "sentences": len(texts),
                                "bundle": Path(args.bundle).name, "repeats": args.repeats,
                                "threads": args.threads, "replicas": args.replicas,
                                "engine_processes": args.engine_processes, "rows": records,
                                "engine_alone": {str(b): round(v, 1) for b, v in engine.items()},
                                "engine_alone_runs": {str(b): [round(x, 1) for x in v] for b, v in engine_runs.items()},
+                               "layout_engines_alone": [{"engines": c, "threads_each": e, "beam": b,
+                                                         "per_s": round(v, 1),
+                                                         "per_s_runs": [round(x, 1) for x in layout_runs[c, e, b]]}
+                                                        for (c, e, b), v in layout_engines.items()],
                                "engine_batch": args.clients})
     plot(rows, baseline, ROOT / "bench" / "results" / f"{args.result}.png")
 
