@@ -17,9 +17,12 @@ those of the other, ordinary calls: what a short request pays for sharing the se
 threads (encode ahead off: they share the cores), every client balancing its calls over all of
 them round_robin as against replicas in a cluster, and N static servers alike (continuous against
 static in the same layout); `--engine-processes N` adds one server whose
-engine runs in N processes sharing the threads (`service/engine_processes.py`). Their shares are of
-the one engine alone with all the threads. Each takes several counts (`--replicas 2 4`: both
-layouts); 0 leaves it out.
+engine runs in N processes sharing the threads (`service/engine_processes.py`), and `--workers N`
+one server of N worker processes on one port (`service/workers.py`). Each takes several counts
+(`--replicas 2 4`: both layouts; 0, or 1 for workers, leaves it out). Their shares are of the one
+engine alone with all the threads, and ("vs layout") of as many engines alone side by side as the
+layout has replicas, processes or workers, each with its share of the threads and the batch.
+Every client has a connection of its own, as separate applications do.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -69,24 +73,33 @@ def free_port() -> int:
 
 class Server:
     def __init__(self, bundle: str, scheduler: str, threads: int = 0, encode_ahead: bool = False,
-                 engine_processes: int = 0) -> None:
+                 engine_processes: int = 0, workers: int = 1) -> None:
+        self.workers = workers
         self.port, self.metrics_port = free_port(), free_port()
         env = {**os.environ, "TRANSLATOR_BUNDLES": bundle, "TRANSLATOR_PORT": str(self.port),
                "TRANSLATOR_METRICS_PORT": str(self.metrics_port), "TRANSLATOR_SCHEDULER": scheduler,
                "TRANSLATOR_HOST": "127.0.0.1", "TRANSLATOR_HTTP_PORT": "0", "TRANSLATOR_THREADS": str(threads),
                "TRANSLATOR_ENCODE_AHEAD": str(int(encode_ahead)), "TRANSLATOR_ENGINE_PROCESSES": str(engine_processes),
+               "TRANSLATOR_WORKERS": str(workers),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        self.log = tempfile.TemporaryFile("w+")  # workers: the supervisor says when all are ready
         self.proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=ROOT,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=self.log)
 
     def wait_ready(self) -> None:
         """Apart from starting, so that many servers load their models at once."""
         health = [sys.executable, "-m", "service.healthcheck", "--target", f"127.0.0.1:{self.port}"]
         deadline = time.monotonic() + 60
-        while subprocess.run(health, capture_output=True, cwd=ROOT).returncode != 0:
+        while subprocess.run(health, capture_output=True, cwd=ROOT).returncode != 0 or not self._all_workers():
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError("server did not start")
             time.sleep(0.3)
+
+    def _all_workers(self) -> bool:
+        if self.workers < 2:
+            return True
+        self.log.seek(0)
+        return f"with {self.workers} workers" in self.log.read()
 
     @property
     def target(self) -> str:
@@ -132,7 +145,8 @@ class Replicas:
 def run(server: Server | Replicas, texts: list[str], clients: int, beam: int, long_every: int = 0) -> dict:
     """`long_every` N: every Nth call asks for at least 80 output tokens (a long request)."""
     before = server.batch_stats()
-    channels = [TranslatorClient(server.target) for _ in range(clients)]
+    # A connection of its own per client, as separate applications have (and as `--workers` needs)
+    channels = [TranslatorClient(server.target, connections=1) for _ in range(clients)]
     for channel in channels:  # connected to every replica before the clock starts
         channel.translate([""])
 
@@ -243,6 +257,9 @@ def main() -> None:
     p.add_argument("--engine-processes", type=int, nargs="+", default=[2], metavar="N",
                    help="also one continuous server with its engine in N processes sharing the threads; "
                         "several counts measure several (0: none)")
+    p.add_argument("--workers", type=int, nargs="+", default=[2], metavar="N",
+                   help="also one continuous server of N workers (--workers) sharing the threads; "
+                        "several counts measure several (1: none)")
     p.add_argument("--result", default="serve", help="name of the result file under bench/results/ (and of its plot)")
     args = p.parse_args()
     if args.engine_alone is not None:
@@ -257,14 +274,19 @@ def main() -> None:
         layout = f"{count} replicas of {each} thread{'s' if each > 1 else ''}"
         replicas.update((f"{kind}, {layout}", (kind, count, each)) for kind in ("continuous", "static"))
     processes: dict[str, tuple[int, int]] = {}  # label: (processes, threads each)
+    workers: dict[str, tuple[int, int]] = {}  # label: (workers, threads each)
+    for count in sorted({n for n in args.workers if n > 1}):
+        each = max(1, threads // count)
+        workers[f"continuous, {count} workers of {each} thread{'s' if each > 1 else ''}"] = (count, each)
     for count in sorted({n for n in args.engine_processes if n > 0}):
         per = max(1, threads // count)
         processes[f"continuous, {count} engine processes of {per} thread{'s' if per > 1 else ''}"] = (count, per)
     schedulers.update((label, (kind, False)) for label, (kind, _, _) in replicas.items())
     schedulers.update((label, ("continuous", False)) for label in processes)
+    schedulers.update((label, ("continuous", False)) for label in workers)
     # Each layout is also held against its own engines alone: one engine of 16 threads is no
     # ceiling for 8 replicas of 2 (small batches on few threads waste less).
-    layout_of = {**{label: (count, each) for label, (_, count, each) in replicas.items()}, **processes}
+    layout_of = {**{label: (count, each) for label, (_, count, each) in replicas.items()}, **processes, **workers}
     layouts = sorted(set(layout_of.values()))
     configs = []  # (label, scheduler, beam, clients, long_every)
     for scheduler in schedulers:
@@ -282,6 +304,8 @@ def main() -> None:
         servers[label] = Replicas([Server(args.bundle, kind, each) for _ in range(count)])
     for label, (count, per) in processes.items():
         servers[label] = Server(args.bundle, "continuous", per * count, engine_processes=count)
+    for label, (count, each) in workers.items():
+        servers[label] = Server(args.bundle, "continuous", each * count, workers=count)
     runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
     engine_runs: dict[int, list[float]] = {beam: [] for beam in beams}
     layout_runs: dict[tuple[int, int, int], list[float]] = {(*layout, beam): [] for layout in layouts for beam in beams}
@@ -337,7 +361,8 @@ def main() -> None:
     write_result(args.result, {"sentences_from": sentence_source(), "sentences": len(texts),
                                "bundle": Path(args.bundle).name, "repeats": args.repeats,
                                "threads": args.threads, "replicas": args.replicas,
-                               "engine_processes": args.engine_processes, "rows": records,
+                               "engine_processes": args.engine_processes, "workers": args.workers,
+                               "rows": records,
                                "engine_alone": {str(b): round(v, 1) for b, v in engine.items()},
                                "engine_alone_runs": {str(b): [round(x, 1) for x in v] for b, v in engine_runs.items()},
                                "layout_engines_alone": [{"engines": c, "threads_each": e, "beam": b,

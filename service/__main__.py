@@ -13,8 +13,13 @@ from service.server import StartupError, serve
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    worker = f" [worker {cfg.worker}]" if cfg.worker else ""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s %(name)s{worker}: %(message)s")
     try:
+        if cfg.workers > 1 and not cfg.worker:
+            from service.workers import supervise
+
+            return supervise(cfg, sys.argv[1:] if argv is None else argv)
         asyncio.run(serve(cfg))
     except (BundleError, StartupError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import itertools
 import json
 import socket
 import sys
@@ -132,14 +133,21 @@ def channel_target(target: str | list[str]) -> str:
 class TranslatorClient:
     def __init__(self, target: str | list[str] = "localhost:50051", *, token: str | None = None,
                  root_certificates: bytes | None = None, private_key: bytes | None = None,
-                 certificate_chain: bytes | None = None, timeout: float | None = 60.0) -> None:
+                 certificate_chain: bytes | None = None, timeout: float | None = 60.0,
+                 connections: int = 0) -> None:
+        """`connections` N: N connections of this client's own to each address, calls taking them in
+        turn; a server with `--workers` spreads connections, not calls, over its workers. 0: gRPC's
+        default, one connection per address shared by every client in the process with the same
+        options."""
         target = channel_target(target)
+        options = CHANNEL_OPTIONS + ([("grpc.use_local_subchannel_pool", 1)] if connections else [])
         if root_certificates or certificate_chain:
             creds = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
-            self.channel = grpc.secure_channel(target, creds, options=CHANNEL_OPTIONS)
+            self.channels = [grpc.secure_channel(target, creds, options=options) for _ in range(max(1, connections))]
         else:
-            self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-        self.stub = pb_grpc.TranslatorStub(self.channel)
+            self.channels = [grpc.insecure_channel(target, options=options) for _ in range(max(1, connections))]
+        self.channel = self.channels[0]
+        self._stubs = itertools.cycle([pb_grpc.TranslatorStub(c) for c in self.channels])
         self.metadata = [("authorization", f"Bearer {token}")] if token else None
         self.timeout = timeout
 
@@ -174,8 +182,14 @@ class TranslatorClient:
         given = {k: v for k, v in options.items() if v is not None}
         return pb.TranslateRequest(texts=list(texts), model=model, options=pb.DecodingOptions(**given))
 
+    @property
+    def stub(self) -> pb_grpc.TranslatorStub:
+        """The next connection's stub (the only one, unless `connections` > 1)."""
+        return next(self._stubs)
+
     def close(self) -> None:
-        self.channel.close()
+        for channel in self.channels:
+            channel.close()
 
     def __enter__(self) -> "TranslatorClient":
         return self

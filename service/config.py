@@ -78,6 +78,8 @@ class ServerConfig:
     # auto: encode ahead (SchedulerConfig) where ONNX Runtime leaves CPUs to spare (--threads below them)
     encode_ahead: str = "auto"
     engine_processes: int = 0  # N > 0: each model's engine in N processes of its own (service/engine_processes.py)
+    workers: int = 1  # N > 1: N server processes on the same ports (service/workers.py)
+    worker: int = 0  # set by service/workers.py in a worker: its number (1..N); never by a user
     int8_kernels: str = "auto"  # auto | int8 | fp32: how int8 bundles run (service/int8.py)
     embedding_tables_mb: float = EMBEDDING_TABLES_MB  # per model (service/embedding_tables.py; 0: off)
     grace_seconds: float = 10.0
@@ -103,6 +105,9 @@ FLAGS = [
     ("engine-processes", None, "engine_processes", int,
      "0: the engines run in the server process; N: each model's engine in N processes of its own, "
      "sharing --threads, behind the one gRPC/HTTP front"),
+    ("workers", None, "workers", int,
+     "N > 1: N whole server processes (gRPC, HTTP, engines) listening on the same ports, sharing --threads; "
+     "connections are spread over them by the kernel, /metrics adds them up"),
     ("int8-kernels", None, "int8_kernels", str,
      "int8 bundles: auto (int8 where the CPU has int8 dot products, else fp32 weights), int8 or fp32"),
     ("embedding-tables-mb", None, "embedding_tables_mb", float,
@@ -159,6 +164,7 @@ def parse_args(argv: list[str] | None = None, environ: dict | None = None) -> Se
     parser.add_argument("--bundle", action="append", metavar="PATH",
                         help=f"model bundle directory; repeat to serve several, the first is the default "
                              f"[env {env_name('bundles')}, comma-separated; default: the demo bundle]")
+    parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)  # service/workers.py
     parser.add_argument("--no-reflection", action="store_true",
                         help=f"disable server reflection [env {env_name('no-reflection')}=1]")
     for flag, section, attr, typ, text in FLAGS:
@@ -180,6 +186,7 @@ def parse_args(argv: list[str] | None = None, environ: dict | None = None) -> Se
         cfg.bundles = args.bundle
     elif environ.get(env_name("bundles")):
         cfg.bundles = [b.strip() for b in environ[env_name("bundles")].split(",") if b.strip()]
+    cfg.worker = args.worker
     cfg.reflection = not (args.no_reflection or environ.get(env_name("no-reflection"), "") in ("1", "true"))
     if cfg.scheduler.kind not in ("continuous", "static"):
         parser.error(f"--scheduler must be continuous or static, got {cfg.scheduler.kind!r}")
@@ -191,6 +198,8 @@ def parse_args(argv: list[str] | None = None, environ: dict | None = None) -> Se
         parser.error(f"--encode-ahead must be auto, on or off, got {cfg.encode_ahead!r}")
     if cfg.engine_processes < 0:
         parser.error(f"--engine-processes must be >= 0, got {cfg.engine_processes}")
+    if cfg.workers < 1:
+        parser.error(f"--workers must be >= 1, got {cfg.workers}")
     if cfg.embedding_tables_mb < 0:
         parser.error(f"--embedding-tables-mb must be >= 0, got {cfg.embedding_tables_mb}")
     if bool(cfg.tls_cert) != bool(cfg.tls_key):

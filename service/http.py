@@ -265,11 +265,12 @@ class HttpApi:
         return out, alts
 
 
-async def start_http(api: HttpApi, host: str, port: int) -> web.AppRunner:
-    """Listen on host:port (0 picks a free port); the runner's `addresses` tell where."""
+async def start_http(api: HttpApi, host: str, port: int, shared: bool = False) -> web.AppRunner:
+    """Listen on host:port (0 picks a free port); the runner's `addresses` tell where. `shared`: with
+    SO_REUSEPORT, beside the other workers of one server (service/workers.py)."""
     runner = web.AppRunner(api.app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, None if host in ("[::]", "0.0.0.0", "") else host.strip("[]"), port,
-                       reuse_port=False)
+                       reuse_port=shared)
     await site.start()
     return runner

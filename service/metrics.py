@@ -5,7 +5,12 @@ gRPC metrics keep the go-grpc-prometheus names that dashboards know; translation
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import InfoMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -48,11 +53,12 @@ class Metrics:
                                     "(admitted, cancelled, deadline, shutdown).",
                                     ["model", "outcome"], buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("translator_queue_depth", "Sentences waiting for admission.",
-                                 ["model"], registry=r)
+                                 ["model"], multiprocess_mode="livesum", registry=r)
         self.rows_in_flight = Gauge("translator_rows_in_flight", "Decoder rows in the running batch.",
-                                    ["model"], registry=r)
+                                    ["model"], multiprocess_mode="livesum", registry=r)
         self.sentences_in_flight = Gauge("translator_sentences_in_flight",
-                                         "Sentences in the running batch.", ["model"], registry=r)
+                                         "Sentences in the running batch.", ["model"],
+                                         multiprocess_mode="livesum", registry=r)
         self.inference_seconds = Histogram("translator_inference_seconds",
                                            "Time spent per stage (tokenize, encode, decode step).",
                                            ["model", "stage"], buckets=LATENCY_BUCKETS, registry=r)
@@ -72,6 +78,7 @@ class Metrics:
                                        "Engine calls that raised; their sentences got INTERNAL.",
                                        ["model", "stage"], registry=r)
         self.model_info = Info("translator_model", "Served models.", ["model"], registry=r)
+        self.model_infos: dict[str, dict[str, str]] = {}  # for workers' /metrics (ModelInfoFiles)
         # HTTP API (service/http.py); route is the path for known routes, "other" otherwise
         self.http_requests = Counter("http_requests_total", "HTTP requests, by method, route and status.",
                                      ["method", "route", "status"], registry=r)
@@ -84,6 +91,7 @@ class Metrics:
 
     def register_model(self, name: str, info: dict[str, str]) -> None:
         self.model_info.labels(name).info(info)
+        self.model_infos[name] = info
         for metric in (self.queue_depth, self.rows_in_flight, self.sentences_in_flight, self.decode_steps,
                        self.source_tokens, self.generated_tokens, self.sentences):
             metric.labels(name)
@@ -91,3 +99,41 @@ class Metrics:
             self.queue_wait.labels(name, outcome)
         for stage in ("encode", "decode"):
             self.engine_failures.labels(name, stage)
+
+
+class ModelInfoFiles:
+    """translator_model_info of a server in several processes (service/workers.py): prometheus_client's
+    multiprocess mode has no Info metric, so each worker leaves its models' info in the metrics
+    folder (`write`) and /metrics reads it back."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    @staticmethod
+    def path(folder: str | Path, pid: int) -> Path:
+        return Path(folder) / f"models_{pid}.json"
+
+    @classmethod
+    def write(cls, folder: str | Path, pid: int, infos: dict[str, dict[str, str]]) -> None:
+        path = cls.path(folder, pid)
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(infos))
+        partial.replace(path)  # whole or not at all: the supervisor takes the file as "ready"
+
+    def collect(self):
+        family = InfoMetricFamily("translator_model", "Served models.", labels=["model"])
+        infos: dict[str, dict[str, str]] = {}
+        for path in sorted(self.folder.glob("models_*.json")):
+            infos.update(json.loads(path.read_text()))
+        for name, info in infos.items():
+            family.add_metric([name], info)
+        yield family
+
+
+def workers_registry(folder: str | Path) -> CollectorRegistry:
+    """What /metrics shows for several worker processes: their counters and histograms added up,
+    gauges summed over the live ones, and the models' info."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(folder))
+    registry.register(ModelInfoFiles(folder))
+    return registry

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from service.config import ServerConfig
 from service.core import TranslationCore
 from service.http import HttpApi, start_http
 from service.interceptors import AuthInterceptor, MetricsInterceptor
-from service.metrics import Metrics
+from service.metrics import Metrics, ModelInfoFiles
 from service.models import Model, load_models, warm_up
 from service.servicer import TranslatorServicer
 from translation.v1 import translator_pb2, translator_pb2_grpc
@@ -65,13 +66,13 @@ class Server:
         for model in self.models.values():
             model.scheduler.on_health = changed
 
-    async def start(self, http_host: str = "", http_port: int = 0) -> None:
+    async def start(self, http_host: str = "", http_port: int = 0, shared_ports: bool = False) -> None:
         """Start listening (health NOT_SERVING), warm every model up, then report SERVING.
         With an HTTP API, it listens on http_port (0: a free one) from the start as well."""
         await self.server.start()
         if self.http is not None:
             try:
-                self._http_runner = await start_http(self.http, http_host, http_port)
+                self._http_runner = await start_http(self.http, http_host, http_port, shared_ports)
             except OSError as e:
                 await self.server.stop(0)
                 raise StartupError(f"cannot serve HTTP on port {http_port}: {e.strerror} "
@@ -122,7 +123,9 @@ def create_server(cfg: ServerConfig, metrics: Metrics | None = None) -> Server:
     if cfg.auth_token:
         interceptors.append(AuthInterceptor(cfg.auth_token, metrics))
     server = grpc.aio.server(interceptors=interceptors, options=[
-        ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share traffic
+        # a second server on the same port must fail, not share traffic; the workers of one
+        # server (service/workers.py, which checked the port was free) share it
+        ("grpc.so_reuseport", 1 if cfg.worker else 0),
         ("grpc.max_receive_message_length", cfg.limits.max_message_bytes),
         ("grpc.max_send_message_length", 64 << 20),
         # clients ping idle connections every 30 s (service/client.py): allow it, not more often than 10 s
@@ -169,10 +172,13 @@ async def serve(cfg: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await srv.start(cfg.host, cfg.http_port)
+    await srv.start(cfg.host, cfg.http_port, shared_ports=bool(cfg.worker))
     log.info("serving %s on port %d (HTTP %s, metrics %s), scheduler %s",
              ", ".join(srv.models), srv.port, f"on {srv.http_port}" if srv.http_port else "off",
-             f"on {cfg.metrics_port}" if cfg.metrics_port else "off", cfg.scheduler.kind)
+             f"on {cfg.metrics_port}" if cfg.metrics_port else "with the other workers'" if cfg.worker else "off",
+             cfg.scheduler.kind)
+    if cfg.worker and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # tells service/workers.py it is ready
+        ModelInfoFiles.write(os.environ["PROMETHEUS_MULTIPROC_DIR"], os.getpid(), srv.metrics.model_infos)
     await stop.wait()
     log.info("shutting down: finishing calls in flight (grace %.1fs)", cfg.grace_seconds)
     await srv.stop(cfg.grace_seconds)

@@ -74,3 +74,11 @@ def test_engine_processes_are_off_unless_asked_and_never_negative():
     assert parse_args([], {"TRANSLATOR_ENGINE_PROCESSES": "3"}).engine_processes == 3
     with pytest.raises(SystemExit):
         parse_args(["--engine-processes", "-1"])
+
+
+def test_workers_are_one_unless_asked_and_at_least_one():
+    assert parse_args([]).workers == 1
+    assert parse_args([], {"TRANSLATOR_WORKERS": "4"}).workers == 4
+    for value in ("0", "-1"):
+        with pytest.raises(SystemExit):
+            parse_args(["--workers", value])
