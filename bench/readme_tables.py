@@ -236,7 +236,7 @@ def serve_machines() -> str:
                 + f"({static['p99_ms'] / by[clients, stat, 1]['p99_ms']:.2f}x) |")
     note = ("Sentences/s, shares and ratios: beam 1 / beam 5, each against the engine alone of its own run (the "
             "scheduler's without the text pipeline, the served one's with it). \"The same layout's engines alone\": "
-            "as many engines as the layout has replicas or engine processes, each with its share of the threads, "
+            "as many engines as the layout has replicas, engine processes or workers, each with its share of the threads, "
             "the sentences and the batch, side by side. The long mix is greedy; its last "
             "column divides by the same scheduler's 32-concurrent row of the same run.")
     return "\n".join(lines) + "\n\n" + note + "\n\n" + _source(*sources)
