@@ -96,6 +96,8 @@ class Workers:
                     log.error("worker %d exited during start-up (code %s)", index, code)
                     return 1
                 log.warning("worker %d (pid %d) exited with code %s; starting another", index, proc.pid, code)
+                if stop.wait(0.5):  # a worker that keeps dying does not spin
+                    break
                 self.start(index)
         return 0
 
@@ -121,6 +123,7 @@ def supervise(cfg: ServerConfig, argv: list[str]) -> int:
         try:
             start_http_server(cfg.metrics_port, registry=workers_registry(workers.folder))
         except OSError as e:
+            shutil.rmtree(workers.folder, ignore_errors=True)
             raise StartupError(f"cannot serve metrics on port {cfg.metrics_port}: {e.strerror}") from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
