@@ -268,19 +268,15 @@ def main() -> None:
     beams = [int(b) for b in args.beams.split(",")]
     schedulers = dict(SCHEDULERS)
     threads = args.threads or available_cpus()
-    replicas: dict[str, tuple[str, int, int]] = {}  # label: (scheduler, servers, threads each)
-    for count in sorted({n for n in args.replicas if n > 1}):
-        each = max(1, threads // count)
-        layout = f"{count} replicas of {each} thread{'s' if each > 1 else ''}"
-        replicas.update((f"{kind}, {layout}", (kind, count, each)) for kind in ("continuous", "static"))
-    processes: dict[str, tuple[int, int]] = {}  # label: (processes, threads each)
-    workers: dict[str, tuple[int, int]] = {}  # label: (workers, threads each)
-    for count in sorted({n for n in args.workers if n > 1}):
-        each = max(1, threads // count)
-        workers[f"continuous, {count} workers of {each} thread{'s' if each > 1 else ''}"] = (count, each)
-    for count in sorted({n for n in args.engine_processes if n > 0}):
-        per = max(1, threads // count)
-        processes[f"continuous, {count} engine processes of {per} thread{'s' if per > 1 else ''}"] = (count, per)
+    def layouts_of(counts: list[int], least: int, what: str) -> dict[str, tuple[int, int]]:
+        """'N <what> of T threads': (N, T), the threads shared out, for each count of at least `least`."""
+        split = {n: max(1, threads // n) for n in sorted(set(counts)) if n >= least}
+        return {f"{n} {what} of {t} thread{'s' if t > 1 else ''}": (n, t) for n, t in split.items()}
+
+    replicas = {f"{kind}, {layout}": (kind, n, t)  # label: (scheduler, servers, threads each)
+                for layout, (n, t) in layouts_of(args.replicas, 2, "replicas").items() for kind in ("continuous", "static")}
+    processes = {f"continuous, {k}": v for k, v in layouts_of(args.engine_processes, 1, "engine processes").items()}
+    workers = {f"continuous, {k}": v for k, v in layouts_of(args.workers, 2, "workers").items()}
     schedulers.update((label, (kind, False)) for label, (kind, _, _) in replicas.items())
     schedulers.update((label, ("continuous", False)) for label in processes)
     schedulers.update((label, ("continuous", False)) for label in workers)

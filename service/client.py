@@ -139,6 +139,8 @@ class TranslatorClient:
         turn; a server with `--workers` spreads connections, not calls, over its workers. 0: gRPC's
         default, one connection per address shared by every client in the process with the same
         options."""
+        if connections < 0:
+            raise ValueError(f"connections must be >= 0, got {connections}")
         target = channel_target(target)
         options = CHANNEL_OPTIONS + ([("grpc.use_local_subchannel_pool", 1)] if connections else [])
         if root_certificates or certificate_chain:

@@ -93,9 +93,14 @@ def test_workers_share_one_port_their_metrics_add_up_and_they_stop_together():
         assert answers == [expected] * 96
         used = {pid: cpu_seconds(pid) - before[pid] for pid in workers}
         assert all(seconds > 0.05 for seconds in used.values()), used  # both workers translated
+        before = {pid: cpu_seconds(pid) for pid in workers}
+        with TranslatorClient(f"127.0.0.1:{server.port}", connections=16) as one_client:  # one client, 16 connections
+            assert [one_client.translate([SENTENCE])[0].text for _ in range(48)] == [expected] * 48
+        used = {pid: cpu_seconds(pid) - before[pid] for pid in workers}
+        assert all(seconds > 0.02 for seconds in used.values()), used
         samples = server.scrape()
-        assert handled_ok(samples) == 97  # every worker's calls in one /metrics
-        assert samples["translator_sentences_total", (("model", "demo-de-en"),)] == 97
+        assert handled_ok(samples) == 145  # every worker's calls in one /metrics
+        assert samples["translator_sentences_total", (("model", "demo-de-en"),)] == 145
         assert samples["translator_queue_depth", (("model", "demo-de-en"),)] == 0  # gauges: live sum
         assert any(name == "translator_model_info" and ("model", "demo-de-en") in labels
                    for name, labels in samples)
