@@ -18,7 +18,11 @@ threads (encode ahead off: they share the cores), every client balancing its cal
 them round_robin as against replicas in a cluster, and N static servers alike (continuous against
 static in the same layout); `--engine-processes N` adds one server whose
 engine runs in N processes sharing the threads (`service/engine_processes.py`), and `--workers N`
-one server of N worker processes on one port (`service/workers.py`). Each takes several counts
+one server of N worker processes on one port (`service/workers.py`). `--pods N` adds N continuous
+servers as Kubernetes pods with a CPU limit run them: each in a cgroup of its own with a CPU quota
+of 1/N of the threads (`bench/cpu_quota.py`; needs root), once with `--threads 0`, which follows
+the quota, and once with all the threads, as a server that counted the host's cores would take;
+the result also gives the share of CFS periods in which a pod's quota ran out. Each takes several counts
 (`--replicas 2 4`: both layouts; 0, or 1 for workers, leaves it out). Their shares are of the one
 engine alone with all the threads, and ("vs layout") of as many engines alone side by side as the
 layout has replicas, processes or workers, each with its share of the threads and the batch.
@@ -43,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import sample_sentences, sentence_source  # noqa: E402
+from bench.cpu_quota import CpuQuota, unavailable as quota_unavailable  # noqa: E402
 from bench.provenance import write_result  # noqa: E402
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
@@ -73,8 +78,8 @@ def free_port() -> int:
 
 class Server:
     def __init__(self, bundle: str, scheduler: str, threads: int = 0, encode_ahead: bool = False,
-                 engine_processes: int = 0, workers: int = 1) -> None:
-        self.workers = workers
+                 engine_processes: int = 0, workers: int = 1, quota: CpuQuota | None = None) -> None:
+        self.workers, self.quota = workers, quota
         self.port, self.metrics_port = free_port(), free_port()
         env = {**os.environ, "TRANSLATOR_BUNDLES": bundle, "TRANSLATOR_PORT": str(self.port),
                "TRANSLATOR_METRICS_PORT": str(self.metrics_port), "TRANSLATOR_SCHEDULER": scheduler,
@@ -84,7 +89,8 @@ class Server:
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self.log = tempfile.TemporaryFile("w+")  # workers: the supervisor says when all are ready
         self.proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=ROOT,
-                                     stdout=subprocess.DEVNULL, stderr=self.log)
+                                     stdout=subprocess.DEVNULL, stderr=self.log,
+                                     preexec_fn=quota.enter if quota else None)
 
     def wait_ready(self) -> None:
         """Apart from starting, so that many servers load their models at once."""
@@ -114,9 +120,14 @@ class Server:
                     values[s.name] = values.get(s.name, 0.0) + s.value
         return values.get("translator_batch_size_sum", 0.0), values.get("translator_batch_size_count", 0.0)
 
+    def periods(self) -> tuple[int, int]:
+        return self.quota.periods() if self.quota else (0, 0)
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
+        if self.quota:
+            self.quota.close()
 
 
 class Replicas:
@@ -137,6 +148,10 @@ class Replicas:
         stats = [s.batch_stats() for s in self.servers]
         return sum(a for a, _ in stats), sum(b for _, b in stats)
 
+    def periods(self) -> tuple[int, int]:
+        periods = [s.periods() for s in self.servers]
+        return sum(a for a, _ in periods), sum(b for _, b in periods)
+
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
@@ -144,7 +159,7 @@ class Replicas:
 
 def run(server: Server | Replicas, texts: list[str], clients: int, beam: int, long_every: int = 0) -> dict:
     """`long_every` N: every Nth call asks for at least 80 output tokens (a long request)."""
-    before = server.batch_stats()
+    before, periods_before = server.batch_stats(), server.periods()
     # A connection of its own per client, as separate applications have (and as `--workers` needs)
     channels = [TranslatorClient(server.target, connections=1) for _ in range(clients)]
     for channel in channels:  # connected to every replica before the clock starts
@@ -168,11 +183,13 @@ def run(server: Server | Replicas, texts: list[str], clients: int, beam: int, lo
     elapsed = time.perf_counter() - started
     for c in channels:
         c.close()
-    after = server.batch_stats()
+    after, periods_after = server.batch_stats(), server.periods()
+    periods = periods_after[0] - periods_before[0]
     latencies = sorted(r[1] for i, r in enumerate(results) if not is_long(i))  # of the ordinary calls
     return {"outputs": [r[0] for r in results], "rate": len(texts) / elapsed,
             "batch": (after[0] - before[0]) / max(after[1] - before[1], 1), "latencies": latencies,
-            "p50": statistics.median(latencies), "p99": latencies[int(0.99 * (len(latencies) - 1))]}
+            "p50": statistics.median(latencies), "p99": latencies[int(0.99 * (len(latencies) - 1))],
+            "throttled": (periods_after[1] - periods_before[1]) / periods if periods else None}
 
 
 def engine_alone(bundle: str, count: int, beam: int, batch: int, threads: int, part: str | None = None) -> None:
@@ -260,6 +277,10 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[2], metavar="N",
                    help="also one continuous server of N workers (--workers) sharing the threads; "
                         "several counts measure several (1: none)")
+    p.add_argument("--pods", type=int, nargs="+", default=[], metavar="N",
+                   help="also N continuous servers as pods with a CPU limit: each in a cgroup with a CPU quota of "
+                        "1/N of the threads, once with --threads 0 (following the quota) and once with all the "
+                        "threads (as if it did not); needs root and cgroups (several counts: several layouts)")
     p.add_argument("--result", default="serve", help="name of the result file under bench/results/ (and of its plot)")
     args = p.parse_args()
     if args.engine_alone is not None:
@@ -268,6 +289,8 @@ def main() -> None:
     beams = [int(b) for b in args.beams.split(",")]
     schedulers = dict(SCHEDULERS)
     threads = args.threads or available_cpus()
+    if args.pods and quota_unavailable():
+        p.error(f"--pods: {quota_unavailable()}")
     def layouts_of(counts: list[int], least: int, what: str) -> dict[str, tuple[int, int]]:
         """'N <what> of T threads': (N, T), the threads shared out, for each count of at least `least`."""
         split = {n: max(1, threads // n) for n in sorted(set(counts)) if n >= least}
@@ -277,12 +300,18 @@ def main() -> None:
                 for layout, (n, t) in layouts_of(args.replicas, 2, "replicas").items() for kind in ("continuous", "static")}
     processes = {f"continuous, {k}": v for k, v in layouts_of(args.engine_processes, 1, "engine processes").items()}
     workers = {f"continuous, {k}": v for k, v in layouts_of(args.workers, 2, "workers").items()}
+    pods = {}  # label: (pods, CPUs each, ONNX Runtime threads of each: 0 follows the quota)
+    for label, (n, cpus) in layouts_of(args.pods, 1, "pods").items():
+        label = label.replace("thread", "CPU")
+        pods[f"continuous, {label}"] = (n, cpus, 0)
+        pods[f"continuous, {label}, {threads} threads each"] = (n, cpus, threads)
     schedulers.update((label, (kind, False)) for label, (kind, _, _) in replicas.items())
     schedulers.update((label, ("continuous", False)) for label in processes)
-    schedulers.update((label, ("continuous", False)) for label in workers)
+    schedulers.update((label, ("continuous", False)) for label in [*workers, *pods])
     # Each layout is also held against its own engines alone: one engine of 16 threads is no
     # ceiling for 8 replicas of 2 (small batches on few threads waste less).
-    layout_of = {**{label: (count, each) for label, (_, count, each) in replicas.items()}, **processes, **workers}
+    layout_of = {**{label: (count, each) for label, (_, count, each) in replicas.items()}, **processes, **workers,
+                 **{label: (count, cpus) for label, (count, cpus, _) in pods.items()}}
     layouts = sorted(set(layout_of.values()))
     configs = []  # (label, scheduler, beam, clients, long_every)
     for scheduler in schedulers:
@@ -302,6 +331,9 @@ def main() -> None:
         servers[label] = Server(args.bundle, "continuous", per * count, engine_processes=count)
     for label, (count, each) in workers.items():
         servers[label] = Server(args.bundle, "continuous", each * count, workers=count)
+    for label, (count, cpus, each) in pods.items():
+        servers[label] = Replicas([Server(args.bundle, "continuous", each, quota=CpuQuota(cpus))
+                                   for _ in range(count)])
     runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
     engine_runs: dict[int, list[float]] = {beam: [] for beam in beams}
     layout_runs: dict[tuple[int, int, int], list[float]] = {(*layout, beam): [] for layout in layouts for beam in beams}
@@ -348,6 +380,8 @@ def main() -> None:
                         "p50_ms": round(r["p50"] * 1000), "p99_ms": round(r["p99"] * 1000),
                         "identical": round(same, 4), "vs_engine": round(r["rate"] / engine[beam], 3),
                         "vs_layout_engines": round(r["rate"] / own_engines(sched, beam), 3)})
+        if r["throttled"] is not None:  # pods: the share of CFS periods in which a pod's quota ran out
+            records[-1]["throttled_periods"] = round(r["throttled"], 3)
     print("\nengine alone (same sentences and text pipeline, batches of "
           f"{args.clients}, own process): " + ", ".join(f"beam {b}: {v:.1f}/s" for b, v in engine.items()))
     for count, each in layouts:
@@ -375,7 +409,8 @@ def combine(results: list[dict]) -> dict:
     latencies = sorted(x for r in results for x in r["latencies"])
     return {"rate": statistics.median(r["rate"] for r in results), "rates": [r["rate"] for r in results],
             "batch": statistics.mean(r["batch"] for r in results), "outputs": [r["outputs"] for r in results],
-            "p50": statistics.median(latencies), "p99": latencies[int(0.99 * (len(latencies) - 1))]}
+            "p50": statistics.median(latencies), "p99": latencies[int(0.99 * (len(latencies) - 1))],
+            "throttled": None if results[0]["throttled"] is None else statistics.median(r["throttled"] for r in results)}
 
 
 def plot(rows, baseline, path: Path) -> None:
