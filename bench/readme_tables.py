@@ -172,6 +172,11 @@ def serve(name: str = "serve") -> str:
     if r.get("repeats", 1) > 1:
         note += (f" Medians of {r['repeats']} runs of every configuration, taken in turn; latency percentiles "
                  "over all their ordinary calls.")
+    throttled = [f"{row['scheduler'].removeprefix('continuous, ')}, {row['clients']}, beam {row['beam']}: "
+                 f"{row['throttled_periods']:.0%}" for row in r["rows"] if "throttled_periods" in row]
+    if throttled:
+        note += (" Pods: the share of CFS periods (100 ms) in which a pod's CPU quota ran out and held it back "
+                 "(Kubernetes' container_cpu_cfs_throttled_periods_total over its periods): " + "; ".join(throttled) + ".")
     by = {(row["clients"], row["beam"], row["scheduler"]): row for row in r["rows"]}
     schedulers = {row["scheduler"] for row in r["rows"]}
     pairs = [(f"{clients}, beam {beam}" + scheduler.removeprefix("continuous"), row,
