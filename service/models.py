@@ -12,7 +12,7 @@ from nmt.search import SearchOptions, translate_batch
 from nmt.text import TextProcessor
 from nmt.tokenizer import Tokenizer
 from service.config import EMBEDDING_TABLES_MB, SchedulerConfig
-from service.cpus import available_cpus
+from service.cpus import available_cpus, cgroup_quota
 from service.engine_processes import EnginePool
 from service.metrics import Metrics
 from service.onnx_engine import OnnxEngine
@@ -90,7 +90,9 @@ def load_models(paths: list[str], metrics: Metrics, cfg: SchedulerConfig, thread
     each = max(1, threads // engine_processes) if engine_processes else threads
     ahead = encodes_ahead(encode_ahead, cfg.kind, each * max(1, engine_processes), cpus)
     cfg = replace(cfg, encode_ahead=ahead)
-    log.info("ONNX Runtime threads: %d of %d CPUs%s; encode ahead: %s", threads, cpus,
+    quota = cgroup_quota()  # said, so that an operator sees a container's CPU limit was read
+    log.info("ONNX Runtime threads: %d of %d CPUs%s%s; encode ahead: %s", threads, cpus,
+             f" (CPU quota {quota:g})" if quota is not None else "",
              f", in {engine_processes} engine processes of {each}" if engine_processes else "",
              "on" if ahead else "off" if cfg.kind == "continuous" else "off (static batching)")
     for path in paths:

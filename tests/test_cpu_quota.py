@@ -68,7 +68,7 @@ def test_a_server_under_a_one_cpu_quota_takes_one_thread_and_serves():
             while "serving" not in "".join(log):
                 assert proc.poll() is None and time.monotonic() < deadline, "".join(log)
                 time.sleep(0.1)
-            assert "ONNX Runtime threads: 1 of 1 CPUs" in "".join(log)
+            assert "ONNX Runtime threads: 1 of 1 CPUs (CPU quota 1)" in "".join(log)
             with TranslatorClient(f"127.0.0.1:{port}") as client:
                 assert client.translate(["Ein Hund läuft."])[0].text.startswith("A dog")
         finally:
