@@ -21,9 +21,10 @@ engine runs in N processes sharing the threads (`service/engine_processes.py`), 
 one server of N worker processes on one port (`service/workers.py`). `--pods N` adds N continuous
 servers as Kubernetes pods with a CPU limit run them: each in a cgroup of its own with a CPU quota
 of 1/N of the threads (`bench/cpu_quota.py`; needs root), once with `--threads 0`, which follows
-the quota, and once with all the threads, as a server that counted the host's cores would take;
-the result also gives the share of CFS periods in which a pod's quota ran out. Each takes several counts
-(`--replicas 2 4`: both layouts; 0, or 1 for workers, leaves it out). Their shares are of the one
+the quota, and once with as many threads as the machine has CPUs, as a server that ignored the
+quota would take; the result also gives the share of CFS periods in which a pod's quota ran out.
+Each takes several counts (`--replicas 2 4`: both layouts; 0, or 1 for workers, leaves it out;
+`--pods` none by default). Their shares are of the one
 engine alone with all the threads, and ("vs layout") of as many engines alone side by side as the
 layout has replicas, processes or workers, each with its share of the threads and the batch.
 Every client has a connection of its own, as separate applications do.
@@ -301,10 +302,11 @@ def main() -> None:
     processes = {f"continuous, {k}": v for k, v in layouts_of(args.engine_processes, 1, "engine processes").items()}
     workers = {f"continuous, {k}": v for k, v in layouts_of(args.workers, 2, "workers").items()}
     pods = {}  # label: (pods, CPUs each, ONNX Runtime threads of each: 0 follows the quota)
-    for label, (n, cpus) in layouts_of(args.pods, 1, "pods").items():
-        label = label.replace("thread", "CPU")
-        pods[f"continuous, {label}"] = (n, cpus, 0)
-        pods[f"continuous, {label}, {threads} threads each"] = (n, cpus, threads)
+    host = available_cpus()  # what a server that ignored the quota would take
+    for n, cpus in layouts_of(args.pods, 1, "pods").values():
+        label = f"continuous, {n} pod{'s' if n > 1 else ''} of {cpus} CPU{'s' if cpus > 1 else ''}"
+        pods[label] = (n, cpus, 0)
+        pods[f"{label}, {host} threads each"] = (n, cpus, host)
     schedulers.update((label, (kind, False)) for label, (kind, _, _) in replicas.items())
     schedulers.update((label, ("continuous", False)) for label in processes)
     schedulers.update((label, ("continuous", False)) for label in [*workers, *pods])
