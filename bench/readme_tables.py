@@ -204,6 +204,7 @@ def serve_machines() -> str:
     scheduler keeps of it without the gRPC front, and what 32 clients get over gRPC; continuous
     batching with and without encode ahead, and as replicas where measured."""
     setups = [("2 cores, shared by everything", "serve", "batching"),
+              ("2 cores, ONNX Runtime on 1", "serve-one-cpu-pod", None),
               ("16 cores, ONNX Runtime on 2", "serve-spare-cores", "batching-spare-cores"),
               ("16 cores, ONNX Runtime on all 16", "serve-all-cores", None)]
     lines = ["| machine | scheduler | engine alone, sentences/s | scheduler without gRPC, share of its engine alone "
@@ -406,7 +407,7 @@ def vocab_trim() -> str:
 
 
 TABLES = {"embedding_tables": embedding_tables, "batching": batching, "vocab_trim": vocab_trim, "step_profile": step_profile, "serve_profile": serve_profile, "decoder": decoder, "shortlist": shortlist, "serve": serve, "serve_machines": serve_machines,
-          "serve_spare_cores": lambda: serve("serve-spare-cores"), "batching_spare_cores": lambda: batching("batching-spare-cores"), "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
+          "serve_spare_cores": lambda: serve("serve-spare-cores"), "serve_one_cpu_pod": lambda: serve("serve-one-cpu-pod"), "batching_spare_cores": lambda: batching("batching-spare-cores"), "engines": engines, "soak": soak, "casing": casing, "punctuation": punctuation, "quantization": quantization, "robustness": robustness, "guards": guards, "segmenters": segmenters, "demo_scores": demo_scores}
 
 
 def render(text: str) -> str:
