@@ -129,6 +129,11 @@ def supervise(cfg: ServerConfig, argv: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     log.info("starting %d workers on port %d", cfg.workers, workers.port)
+    cpus = available_cpus()
+    if cfg.workers * workers.threads > cpus:  # bench/serve_bench.py --pods: more threads than quota
+        log.warning("%d workers of %d ONNX Runtime thread%s each and %d CPU%s to run on: the workers will wait "
+                    "for each other's cores (fewer workers would be faster)", cfg.workers, workers.threads,
+                    "s" if workers.threads > 1 else "", cpus, "s" if cpus > 1 else "")
     for index in range(1, cfg.workers + 1):
         workers.start(index)
     try:

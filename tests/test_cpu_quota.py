@@ -51,16 +51,13 @@ def test_the_quota_of_the_process_own_cgroup_and_of_those_above_it_counts(tmp_pa
     assert cgroup_quota(root, proc) == 2.0
 
 
-def test_a_server_under_a_one_cpu_quota_takes_one_thread_and_serves():
-    if unavailable():
-        pytest.skip(f"cannot make a cgroup with a CPU quota here: {unavailable()}")
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("one CPU here: a one-CPU quota would not change the thread count")
+def _serve_under_quota(cpus: float, *args: str) -> str:
+    """Start a server in a cgroup with a CPU quota of `cpus`, translate once, stop it: its log."""
     port, log = free_port(), []
-    with CpuQuota(1.0) as quota:
+    with CpuQuota(cpus) as quota:
         proc = subprocess.Popen(
             [sys.executable, "-m", "service", "--bundle", str(DEMO), "--host", "127.0.0.1", "--port", str(port),
-             "--metrics-port", "0", "--http-port", "0", "--threads", "0"],
+             "--metrics-port", "0", "--http-port", "0", *args],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=quota.enter)
         threading.Thread(target=lambda: log.extend(proc.stdout), daemon=True).start()
         try:
@@ -68,9 +65,28 @@ def test_a_server_under_a_one_cpu_quota_takes_one_thread_and_serves():
             while "serving" not in "".join(log):
                 assert proc.poll() is None and time.monotonic() < deadline, "".join(log)
                 time.sleep(0.1)
-            assert "ONNX Runtime threads: 1 of 1 CPUs (CPU quota 1)" in "".join(log)
             with TranslatorClient(f"127.0.0.1:{port}") as client:
                 assert client.translate(["Ein Hund läuft."])[0].text.startswith("A dog")
         finally:
             proc.terminate()
             proc.wait(30)
+    return "".join(log)
+
+
+def _needs_quota_and_two_cpus() -> None:
+    if unavailable():
+        pytest.skip(f"cannot make a cgroup with a CPU quota here: {unavailable()}")
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU here: a one-CPU quota would not change the thread count")
+
+
+def test_a_server_under_a_one_cpu_quota_takes_one_thread_and_serves():
+    _needs_quota_and_two_cpus()
+    log = _serve_under_quota(1.0, "--threads", "0")
+    assert "ONNX Runtime threads: 1 of 1 CPUs (CPU quota 1)" in log
+
+
+def test_workers_beyond_the_quota_are_warned_about_and_serve():
+    _needs_quota_and_two_cpus()
+    log = _serve_under_quota(1.0, "--threads", "0", "--workers", "2")
+    assert "2 workers of 1 ONNX Runtime thread each and 1 CPU to run on" in log
