@@ -24,9 +24,9 @@ of 1/N of the threads (`bench/cpu_quota.py`; needs root), once with `--threads 0
 the quota, and once with as many threads as the machine has CPUs, as a server that ignored the
 quota would take; the result also gives the share of CFS periods in which a pod's quota ran out.
 Each takes several counts (`--replicas 2 4`: both layouts; 0, or 1 for workers, leaves it out;
-`--pods` none by default). Their shares are of the one
-engine alone with all the threads, and ("vs layout") of as many engines alone side by side as the
-layout has replicas, processes or workers, each with its share of the threads and the batch.
+no pods by default). Their shares are of the one engine alone with all the threads, and ("vs
+layout") of as many engines alone side by side as the layout has replicas, processes, workers or
+pods, each with its share of the threads and the batch.
 Every client has a connection of its own, as separate applications do.
 """
 
@@ -280,8 +280,8 @@ def main() -> None:
                         "several counts measure several (1: none)")
     p.add_argument("--pods", type=int, nargs="+", default=[], metavar="N",
                    help="also N continuous servers as pods with a CPU limit: each in a cgroup with a CPU quota of "
-                        "1/N of the threads, once with --threads 0 (following the quota) and once with all the "
-                        "threads (as if it did not); needs root and cgroups (several counts: several layouts)")
+                        "1/N of the threads, once with --threads 0 (following the quota) and once with a thread per "
+                        "CPU of the machine (as if it did not); needs root and cgroups (several counts: several layouts)")
     p.add_argument("--result", default="serve", help="name of the result file under bench/results/ (and of its plot)")
     args = p.parse_args()
     if args.engine_alone is not None:
