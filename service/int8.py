@@ -21,7 +21,7 @@ def choose(setting: str, quantization: str, dot_products: str | None = None) -> 
     if setting not in CHOICES:
         raise ValueError(f"--int8-kernels must be one of {', '.join(CHOICES)}, got {setting!r}")
     if quantization != "int8":
-        return "fp32", f"{quantization} bundle"
+        return "fp32", "unquantized bundle" if quantization == "none" else f"{quantization} bundle"
     if setting != "auto":
         return setting, f"--int8-kernels {setting}"
     if dot_products:

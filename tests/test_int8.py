@@ -62,7 +62,7 @@ def test_list_models_and_metrics_say_which_kernels_run():
     try:
         with TranslatorClient(server.address) as client:
             models = {m.name: m for m in client.list_models()}
-        assert models["demo-de-en"].kernels.startswith("fp32: none bundle")
+        assert models["demo-de-en"].kernels.startswith("fp32: unquantized bundle")
         assert models["demo-de-en-int8"].kernels == "fp32: --int8-kernels fp32"
         assert server.value("translator_model_info", model="demo-de-en-int8", source_language="de",
                             target_language="en", quantization="int8", kernels="fp32",
